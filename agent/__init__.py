@@ -1,0 +1,1 @@
+"""Agent layer: CLI and (later) the LangGraph state machine."""

@@ -1,0 +1,83 @@
+"""The `rapo` command line. Commands only wire options to library functions; one place maps errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent import console
+from agent.cli_graph import graph_app
+from agent.options import GraphOpt, LlmOpt, SeedOpt, open_graph
+from agent.refine import refine_file, stage1_pipeline
+from agent.settings import Settings
+from graph_db.errors import RapoError
+
+app = typer.Typer(
+    help="rapo: turn short text-to-video prompts into prompts that make better videos.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(graph_app, name="graph")
+
+
+@app.command()
+def refine(
+    prompt: Annotated[str | None, typer.Argument(help="The prompt to optimise.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Read one prompt per line; write JSONL.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="JSONL output for --file (default stdout); resumable.")
+    ] = None,
+    graph: GraphOpt = None,
+    llm: LlmOpt = None,
+    seed: SeedOpt = None,
+    top_k: Annotated[int, typer.Option(help="Scenes to expand.", min=1, max=50)] = 3,
+    threshold: Annotated[float, typer.Option(help="Minimum modifier-prompt cosine similarity.")] = 0.5,
+    max_modifiers: Annotated[int, typer.Option(help="Modifiers to merge, at most one per kind.", min=0)] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as one JSON object.")] = False,
+) -> None:
+    """Optimise a prompt with Stage 1 (retrieval, merge, refactor, discriminator).
+
+    Examples:
+      rapo refine "a dog running on the beach"
+      rapo refine --json --seed 3 "a red car at night"
+      rapo refine --file prompts.txt --out refined.jsonl
+    """
+    settings = Settings()
+    if (prompt is None) == (file is None):
+        raise RapoError("give either a PROMPT or --file FILE")
+    prompts = _read_prompts(file) if file else None  # read before loading models: bad files fail fast
+    pipeline = stage1_pipeline(
+        open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, top_k, threshold, max_modifiers
+    )
+    seed = settings.seed if seed is None else seed
+    if prompts is None:
+        result = pipeline.run(prompt, seed)
+        console.out.print_json(result.model_dump_json()) if as_json else typer.echo(result.prompt)
+        return
+    refine_file(pipeline, prompts, out, seed)
+
+
+def _read_prompts(file: Path) -> list[tuple[int, str]]:
+    from graph_db.importers import read_lines
+
+    return [(number, text.strip()) for number, text in read_lines(file) if text.strip()]
+
+
+def main() -> None:
+    """Entry point: run the app, turning user-fixable errors into one line on stderr and exit code 2."""
+    settings = Settings()
+    console.quiet_libraries()
+    try:
+        app()
+    except RapoError as exc:
+        if settings.debug:
+            raise
+        console.err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.err.print("interrupted", markup=False)
+        sys.exit(130)

@@ -1,0 +1,74 @@
+"""`rapo refine`: build the Stage 1 pipeline, and run it over a prompt file resumably."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from agent import console
+from graph_db.embeddings import Embedder
+from graph_db.errors import GraphFileError, RapoError
+from graph_db.store import open_store
+from tools.llm import LocalLLM
+from tools.retrieval import GraphLookup
+from tools.stage1 import Stage1, Stage1Settings
+
+
+def stage1_pipeline(
+    graph: tuple[Path, Embedder], llm: str | None, dtype: str, top_k: int, threshold: float, max_modifiers: int
+) -> Stage1:
+    """Open the graph and set up (not yet load) the LLM; fails fast on a bad graph or model path."""
+    path, embedder = graph
+    store = open_store(path)
+    meta = store.meta()
+    if meta.embedder != embedder.model_id:
+        raise GraphFileError(f"graph {path} was built with embedder {meta.embedder}, not {embedder.model_id}")
+    settings = Stage1Settings(top_k=top_k, threshold=threshold, max_modifiers=max_modifiers)
+    return Stage1(GraphLookup(store, embedder), LocalLLM(llm, dtype=dtype), settings)
+
+
+def refine_file(pipeline: Stage1, prompts: list[tuple[int, str]], out: Path | None, seed: int) -> None:
+    """Refine every (line number, prompt) and write one JSON line each, in input order.
+
+    With `out`, lines go to `out.partial` as they finish; a rerun after a crash skips the lines
+    already there, and the file is renamed to `out` when every line is done. A prompt that fails
+    becomes a line with an `error` field and the batch goes on.
+    """
+    partial = out.with_name(out.name + ".partial") if out else None
+    done = _finished_lines(partial) if partial else set()
+    sink = partial.open("a", encoding="utf-8") if partial else None
+    try:
+        with console.progress() as bar:
+            task = bar.add_task("refining", total=len(prompts), completed=len(done))
+            for number, prompt in prompts:
+                if number in done:
+                    continue
+                try:
+                    record = {"line": number, **pipeline.run(prompt, seed).model_dump(mode="json")}
+                except RapoError as exc:
+                    record = {"line": number, "input": prompt[:200], "error": str(exc)}
+                    console.err.print(f"line {number}: {exc}", markup=False, highlight=False)
+                line = json.dumps(record, ensure_ascii=False)
+                if sink:
+                    sink.write(line + "\n")
+                    sink.flush()
+                else:
+                    console.out.print(line, markup=False, highlight=False, soft_wrap=True)
+                bar.advance(task)
+    finally:
+        if sink:
+            sink.close()
+    if partial and out:
+        partial.replace(out)
+        console.err.print(f"wrote {len(prompts)} lines to {out}", markup=False, highlight=False)
+
+
+def _finished_lines(partial: Path) -> set[int]:
+    """Line numbers already refined in a partial output; a torn last line from a kill is cut off."""
+    if not partial.exists():
+        return set()
+    data = partial.read_bytes()
+    keep = data[: data.rfind(b"\n") + 1]
+    if len(keep) != len(data):
+        partial.write_bytes(keep)
+    return {json.loads(line)["line"] for line in keep.decode("utf-8").splitlines() if line.strip()}

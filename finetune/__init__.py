@@ -1,0 +1,1 @@
+"""Stage 3: distillation of optimised trajectories into a LoRA rewriter (not built yet)."""

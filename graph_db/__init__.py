@@ -1,0 +1,1 @@
+"""The relation graph: phrase extraction, building, stores and importers."""

@@ -1,0 +1,1 @@
+"""Versioned LLM instruction templates."""

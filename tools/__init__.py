@@ -1,0 +1,1 @@
+"""Tools: LLM backend and the Stage 1 prompt tools, each usable without LangChain."""

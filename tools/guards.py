@@ -1,0 +1,98 @@
+"""Guards on LLM output: a rewrite must keep the prompt's content, stay short, and read as a prompt."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+_WORD = re.compile(r"[a-z0-9]+")
+# Function words a rewrite may drop or change; everything else in a prompt is content the user asked for.
+STOPWORDS = frozenset(
+    """a an the and or but nor so yet of in on at to from by with without into onto over under above below
+    across along around through towards toward near beside behind between among against about up down off out
+    is are was were be been being am has have had do does did will would can could should may might must shall
+    it its it's this that these those there here their they them he him his she her we our you your i me my
+    as than then while when where which who whom whose what how also very just some any each every all both
+    one's s t""".split()
+)
+REPEAT_RATIO = 0.6
+_NUMBERS = {
+    w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())
+}
+ARTEFACTS = re.compile(
+    r"(<\||\|>|```|\*\*|^#|\b(?:sure|certainly|here is|here's|as an ai|i cannot|i can't|rewritten|"
+    r"prompt:|caption:|detail:|assistant|user:|note:)\b)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def stem(word: str) -> str:
+    """A crude English stem, enough to match "runs", "running" and "run" or "puppies" and "puppy"."""
+    word = _NUMBERS.get(word, word)
+    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            word = word[: -len(suffix)] + keep
+            break
+    if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiouls":
+        word = word[:-1]  # running -> runn -> run
+    return word
+
+
+def content_words(text: str) -> list[str]:
+    """The words of `text` that are not function words, lower case, in order, without repeats."""
+    return list(dict.fromkeys(w for w in _WORD.findall(text.lower()) if w not in STOPWORDS))
+
+
+def missing_words(source: str, candidate: str) -> list[str]:
+    """The content words of `source` (nouns, numbers, colours, verbs) that `candidate` lacks."""
+    have = {stem(w) for w in content_words(candidate)}
+    return [w for w in content_words(source) if stem(w) not in have]
+
+
+def faithfulness(source: str, candidate: str) -> float:
+    """The share of `source`'s content words that `candidate` keeps (1.0 when there are none)."""
+    words = content_words(source)
+    return 1.0 - len(missing_words(source, candidate)) / len(words) if words else 1.0
+
+
+def clean(text: str) -> str:
+    """Strip what models wrap answers in: surrounding quotes and whitespace."""
+    return text.strip().strip('"').strip("'").strip()
+
+
+def trim_unfinished(text: str) -> str:
+    """Cut a generation that hit its token limit back to its last complete sentence, if it has one."""
+    end = max(text.rfind(". "), text.rfind("! "), text.rfind("? "))
+    if text.endswith((".", "!", "?")) or end < 0:
+        return text
+    return text[: end + 1]
+
+
+def check(source: str, candidate: str, max_words: int, must_add: str = "") -> str | None:
+    """Why `candidate` is not an acceptable rewrite of `source`, or None when it is.
+
+    Args:
+        source: the prompt being rewritten; every content word of it must survive.
+        candidate: the model's answer, already cleaned.
+        max_words: the length bound.
+        must_add: a phrase the rewrite was asked to add; at least half its content words must appear.
+    """
+    words = _WORD.findall(candidate.lower())
+    if not words:
+        return "empty"
+    if ARTEFACTS.search(candidate):
+        return f"chat artefact {ARTEFACTS.search(candidate).group(0)!r}"
+    if len(words) > max_words:
+        return f"too long: {len(words)} words > {max_words}"
+    if dropped := missing_words(source, candidate):
+        return "drops " + ", ".join(repr(w) for w in dropped)
+    if must_add and faithfulness(must_add, candidate) < 0.5:
+        return f"does not add {must_add!r}"
+    grams = Counter(zip(words, words[1:], words[2:], words[3:], strict=False))
+    if grams and grams.most_common(1)[0][1] >= 3:
+        return "repetitive: " + " ".join(grams.most_common(1)[0][0]) + " x3"
+    stems = [stem(w) for w in _WORD.findall(candidate.lower()) if w not in STOPWORDS]
+    if len(stems) >= 6 and len(set(stems)) < REPEAT_RATIO * len(stems):
+        # Small models pad with sentences that restate the prompt ("The dog is running. The dog runs.").
+        return f"repetitive: only {len(set(stems))} of its {len(stems)} content words are distinct"
+    return None

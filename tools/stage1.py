@@ -1,0 +1,238 @@
+"""Stage 1 (RAPO): retrieve modifiers, merge them one at a time, refactor, rewrite plainly, and choose.
+
+Every LLM step is guarded (tools/guards.py): a rejected answer is recorded with its reason and the
+step retries with the next seed, then falls back to a safe candidate, so the result never loses
+what the user asked for.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from graph_db.errors import PromptError
+from graph_db.model import MODIFIER_KINDS
+from prompts.loader import load_template
+from tools import guards
+from tools.llm import Decoding, LocalLLM
+from tools.retrieval import GraphLookup, Modifier
+
+MAX_PROMPT_CHARS = 2000
+Branch = Literal["rapo", "naive"]
+
+
+class Stage1Settings(BaseModel):
+    """Knobs of one Stage 1 run, recorded in its result."""
+
+    top_k: int = Field(3, ge=1, le=50, description="Scenes to expand.")
+    threshold: float = Field(0.5, ge=-1, le=1, description="Minimum modifier–prompt cosine similarity.")
+    max_modifiers: int = Field(3, ge=0, le=10, description="Modifiers merged, at most one per kind.")
+    attempts: int = Field(2, ge=1, le=5, description="Samples per LLM step before it falls back.")
+    max_words: int = Field(80, ge=5, description="Length bound on every candidate.")
+    decoding: Decoding = Field(
+        # Copying the prompt is the task, so no repetition penalty (it would punish the prompt's own words).
+        default_factory=lambda: Decoding(
+            max_new_tokens=64, temperature=0.2, repetition_penalty=1.0, no_repeat_ngram_size=0
+        )
+    )
+
+
+class Candidate(BaseModel):
+    """A finished candidate prompt and how the discriminator scored it."""
+
+    branch: Branch
+    text: str
+    step: Literal["refactor", "augment", "naive", "input"] = Field(description="The step whose output this is.")
+    score: float
+    similarity: float = Field(description="Cosine similarity to the user's prompt.")
+    length_fit: float = Field(description="min(words, target) / max(words, target).")
+    coverage: float = Field(description="Share of the merged modifiers' content words present.")
+
+
+class Rejection(BaseModel):
+    """An LLM answer a guard refused."""
+
+    step: str
+    text: str
+    reason: str
+    seed: int
+    temperature: float
+
+
+class Stage1Result(BaseModel):
+    """Everything Stage 1 did for one prompt; `prompt` is the chosen candidate's text."""
+
+    input: str
+    prompt: str
+    branch: Branch
+    why: str
+    candidates: list[Candidate]
+    modifiers: list[Modifier] = Field(description="Modifiers above the threshold, best first.")
+    merged: list[str] = Field(description="The modifiers that were merged, in merge order.")
+    scenes: list[tuple[str, float]]
+    rejected: list[Rejection]
+    timings: dict[str, float]
+    seed: int
+    settings: Stage1Settings
+    models: dict[str, object]
+
+
+class Stage1:
+    """The Stage 1 pipeline over a graph lookup and an LLM; both load lazily and once."""
+
+    def __init__(self, lookup: GraphLookup, llm: LocalLLM, settings: Stage1Settings | None = None) -> None:
+        self.lookup = lookup
+        self.llm = llm
+        self.settings = settings or Stage1Settings()
+        meta = lookup.store.meta()
+        mean = meta.caption_words_mean
+        self.target_words = int(min(60, max(20, mean))) if mean else 25
+
+    def models(self) -> dict[str, object]:
+        """Model ids, template versions and graph provenance, for the record."""
+        meta = self.lookup.store.meta()
+        return {
+            "llm": self.llm.model_id,
+            "llm_dtype": self.llm.dtype,
+            "decoding": self.settings.decoding.model_dump(),
+            "embedder": self.lookup.embedder.model_id,
+            "graph": {"location": self.lookup.store.location, "captions": meta.captions, "sources": len(meta.sources)},
+            "templates": [load_template(n).id for n in ("merge_modifier", "refactor_caption", "naive_rewrite")],
+        }
+
+    def load(self) -> float:
+        """Load the embedder and the LLM if they are not loaded yet; returns the seconds it took."""
+        started = time.perf_counter()
+        self.lookup.embedder.load()
+        self.llm.load()
+        return time.perf_counter() - started
+
+    def run(self, prompt: str, seed: int = 0) -> Stage1Result:
+        """Optimise one prompt. Raises PromptError for an empty or over-long prompt."""
+        # 1. Check inputs
+        prompt = " ".join(prompt.split())
+        if not prompt:
+            raise PromptError("prompt is empty")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise PromptError(f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+        timings: dict[str, float] = {"load": self.load()}
+        started = time.perf_counter()
+        rejected: list[Rejection] = []
+        step_seed = iter(range(seed * 1000, seed * 1000 + 1000))
+
+        # 2. Retrieve modifiers and pick at most one per kind, best first
+        retrieval = self.lookup.retrieve(prompt, self.settings.top_k, self.settings.threshold)
+        timings["retrieval"] = retrieval.seconds
+        chosen = [next((m for m in retrieval.modifiers if m.kind == k), None) for k in MODIFIER_KINDS]
+        chosen = sorted((m for m in chosen if m), key=lambda m: -m.score)[: self.settings.max_modifiers]
+
+        # 3. Word augmentation: merge one modifier at a time, starting from the user's prompt
+        t = time.perf_counter()
+        augmented = prompt
+        for modifier in chosen:
+            merged = self._llm_step(
+                "merge_modifier",
+                dict(prompt=augmented, modifier=modifier.text),
+                augmented,
+                modifier.text,
+                next(step_seed),
+                rejected,
+            )
+            augmented = merged or f"{augmented}, {modifier.text}"  # the guarded fallback: a plain join
+        timings["augment"] = time.perf_counter() - t
+
+        # 4. Refactor into the training captions' form; 5. the plain rewrite branch
+        t = time.perf_counter()
+        added = " ".join(m.text for m in chosen)
+        refactored = self._llm_step(
+            "refactor_caption",
+            dict(prompt=augmented, words=str(self.target_words)),
+            prompt,
+            added,
+            next(step_seed),
+            rejected,
+        )
+        timings["refactor"] = time.perf_counter() - t
+        t = time.perf_counter()
+        naive = self._llm_step("naive_rewrite", dict(prompt=prompt), prompt, "", next(step_seed), rejected)
+        timings["naive"] = time.perf_counter() - t
+
+        # 6. Discriminate
+        t = time.perf_counter()
+        rapo_text, rapo_step = (refactored, "refactor") if refactored else (augmented, "augment" if chosen else "input")
+        naive_text, naive_step = (naive, "naive") if naive else (prompt, "input")
+        candidates = self._score(prompt, added, [("rapo", rapo_text, rapo_step), ("naive", naive_text, naive_step)])
+        best = max(candidates, key=lambda c: (c.score, c.branch == "rapo"))
+        timings["discriminate"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - started
+        return Stage1Result(
+            input=prompt,
+            prompt=best.text,
+            branch=best.branch,
+            why=_explain(best, candidates, self.target_words),
+            candidates=candidates,
+            modifiers=retrieval.modifiers,
+            merged=[m.text for m in chosen],
+            scenes=retrieval.scenes,
+            rejected=rejected,
+            timings={k: round(v, 4) for k, v in timings.items()},
+            seed=seed,
+            settings=self.settings,
+            models=self.models(),
+        )
+
+    def _llm_step(
+        self, template: str, values: dict[str, str], source: str, must_add: str, seed: int, rejected: list[Rejection]
+    ) -> str | None:
+        """Ask the LLM up to `attempts` times; the first answer that passes the guards, else None."""
+        messages = load_template(template).messages(**values)
+        decoding = self.settings.decoding
+        for attempt in range(self.settings.attempts):
+            sample_seed = seed * 10 + attempt
+            # A retry at the same low temperature tends to repeat the rejected answer: warm it up.
+            sampling = decoding.model_copy(update={"temperature": decoding.temperature + 0.4 * attempt})
+            out = self.llm.generate(messages, sample_seed, sampling)
+            text = guards.clean(out.text)
+            if out.new_tokens >= decoding.max_new_tokens:
+                text = guards.trim_unfinished(text)
+            reason = guards.check(source, text, self.settings.max_words, must_add)
+            if reason is None:
+                return text
+            rejected.append(
+                Rejection(step=template, text=text, reason=reason, seed=sample_seed, temperature=sampling.temperature)
+            )
+        return None
+
+    def _score(self, prompt: str, added: str, entries: list[tuple[str, str, str]]) -> list[Candidate]:
+        """Score candidates: meaning kept (cosine to the prompt), caption-like length, modifiers present."""
+        vectors = self.lookup.embedder.encode([prompt] + [text for _, text, _ in entries])  # (1 + C, dim)
+        similarities = vectors[1:] @ vectors[0]  # (C,)
+        candidates = []
+        for (branch, text, step), similarity in zip(entries, similarities.tolist(), strict=True):
+            words = len(text.split())
+            length_fit = min(words, self.target_words) / max(words, self.target_words)
+            coverage = guards.faithfulness(added, text) if added else 0.0
+            score = similarity + 0.5 * length_fit + 0.25 * coverage
+            candidates.append(
+                Candidate(
+                    branch=branch,
+                    text=text,
+                    step=step,
+                    score=round(score, 4),
+                    similarity=round(similarity, 4),
+                    length_fit=round(length_fit, 4),
+                    coverage=round(coverage, 4),
+                )
+            )
+        return candidates
+
+
+def _explain(best: Candidate, candidates: list[Candidate], target: int) -> str:
+    parts = [
+        f"{c.branch} ({c.step}): similarity {c.similarity:.2f} + 0.5 x length fit {c.length_fit:.2f} "
+        f"({len(c.text.split())} words, target {target}) + 0.25 x modifiers kept {c.coverage:.2f} = {c.score:.2f}"
+        for c in candidates
+    ]
+    return f"chose {best.branch}: " + "; ".join(parts)
