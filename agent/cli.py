@@ -11,9 +11,10 @@ import typer
 from agent import console
 from agent.cli_graph import graph_app
 from agent.options import GraphOpt, LlmOpt, SeedOpt, open_graph
-from agent.refine import refine_file, stage1_pipeline
+from agent.refine import read_prompts, refine_file, stage1_pipeline
 from agent.settings import Settings
 from graph_db.errors import RapoError
+from tools.stage1 import check_prompt
 
 app = typer.Typer(
     help="rapo: turn short text-to-video prompts into prompts that make better videos.",
@@ -49,7 +50,10 @@ def refine(
     settings = Settings()
     if (prompt is None) == (file is None):
         raise RapoError("give either a PROMPT or --file FILE")
-    prompts = _read_prompts(file) if file else None  # read before loading models: bad files fail fast
+    # Check the input before opening graphs and models, so that bad input fails in a fraction of a second.
+    prompts = read_prompts(file) if file else None
+    if prompt is not None:
+        check_prompt(prompt)
     pipeline = stage1_pipeline(
         open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, top_k, threshold, max_modifiers
     )
@@ -59,12 +63,6 @@ def refine(
         console.out.print_json(result.model_dump_json()) if as_json else typer.echo(result.prompt)
         return
     refine_file(pipeline, prompts, out, seed)
-
-
-def _read_prompts(file: Path) -> list[tuple[int, str]]:
-    from graph_db.importers import read_lines
-
-    return [(number, text.strip()) for number, text in read_lines(file) if text.strip()]
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from agent import console
 from graph_db.embeddings import Embedder
 from graph_db.errors import GraphFileError, RapoError
+from graph_db.importers import read_lines
 from graph_db.store import open_store
 from tools.llm import LocalLLM
 from tools.retrieval import GraphLookup
@@ -25,6 +26,11 @@ def stage1_pipeline(
         raise GraphFileError(f"graph {path} was built with embedder {meta.embedder}, not {embedder.model_id}")
     settings = Stage1Settings(top_k=top_k, threshold=threshold, max_modifiers=max_modifiers)
     return Stage1(GraphLookup(store, embedder), LocalLLM(llm, dtype=dtype), settings)
+
+
+def read_prompts(file: Path) -> list[tuple[int, str]]:
+    """(line number, prompt) for every non-blank line; fails on the first line that is not UTF-8."""
+    return [(number, text.strip()) for number, text in read_lines(file) if text.strip()]
 
 
 def refine_file(pipeline: Stage1, prompts: list[tuple[int, str]], out: Path | None, seed: int) -> None:

@@ -75,7 +75,7 @@ def check(source: str, candidate: str, max_words: int, must_add: str = "") -> st
         source: the prompt being rewritten; every content word of it must survive.
         candidate: the model's answer, already cleaned.
         max_words: the length bound.
-        must_add: a phrase the rewrite was asked to add; at least half its content words must appear.
+        must_add: a phrase the rewrite was asked to add; more than half its content words must appear.
     """
     words = _WORD.findall(candidate.lower())
     if not words:
@@ -86,7 +86,7 @@ def check(source: str, candidate: str, max_words: int, must_add: str = "") -> st
         return f"too long: {len(words)} words > {max_words}"
     if dropped := missing_words(source, candidate):
         return "drops " + ", ".join(repr(w) for w in dropped)
-    if must_add and faithfulness(must_add, candidate) < 0.5:
+    if must_add and faithfulness(must_add, candidate) <= 0.5:
         return f"does not add {must_add!r}"
     grams = Counter(zip(words, words[1:], words[2:], words[3:], strict=False))
     if grams and grams.most_common(1)[0][1] >= 3:

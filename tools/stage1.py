@@ -23,6 +23,16 @@ MAX_PROMPT_CHARS = 2000
 Branch = Literal["rapo", "naive"]
 
 
+def check_prompt(prompt: str) -> str:
+    """The prompt with its whitespace collapsed; raises PromptError if it is empty or over-long."""
+    prompt = " ".join(prompt.split())
+    if not prompt:
+        raise PromptError("prompt is empty")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise PromptError(f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+    return prompt
+
+
 class Stage1Settings(BaseModel):
     """Knobs of one Stage 1 run, recorded in its result."""
 
@@ -112,11 +122,7 @@ class Stage1:
     def run(self, prompt: str, seed: int = 0) -> Stage1Result:
         """Optimise one prompt. Raises PromptError for an empty or over-long prompt."""
         # 1. Check inputs
-        prompt = " ".join(prompt.split())
-        if not prompt:
-            raise PromptError("prompt is empty")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise PromptError(f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS}")
+        prompt = check_prompt(prompt)
         timings: dict[str, float] = {"load": self.load()}
         started = time.perf_counter()
         rejected: list[Rejection] = []

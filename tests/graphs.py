@@ -1,0 +1,48 @@
+"""Small graphs for tests, built from records written here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from graph_db.builder import GraphBuilder
+from graph_db.model import CaptionPhrases
+from graph_db.sqlite_store import SQLiteGraphStore
+from graph_db.store import GraphSource
+
+RECORDS = [
+    CaptionPhrases(
+        scenes=("on a sandy beach",),
+        actions=("running along the shoreline", "building a sandcastle"),
+        atmospheres=("golden hour sunlight",),
+        subjects=("a golden retriever",),
+    ),
+    CaptionPhrases(
+        scenes=("on a sandy beach",),
+        actions=("running along the shoreline",),
+        atmospheres=("gentle sea breeze",),
+    ),
+    CaptionPhrases(
+        scenes=("in a busy kitchen",),
+        actions=("chopping onions", "stirring a pot of soup"),
+        atmospheres=("warm light",),
+        subjects=("a chef in a white apron",),
+    ),
+    CaptionPhrases(
+        scenes=("on a city street at night",),
+        actions=("driving past neon signs",),
+        atmospheres=("wet asphalt reflecting lights",),
+        subjects=("a red sports car",),
+    ),
+]
+
+
+def build_small_graph(path: Path, embedder, records=RECORDS) -> Path:
+    builder = GraphBuilder()
+    for record in records:
+        builder.add(record, words=12)
+    store = SQLiteGraphStore(path, create=True)
+    try:
+        builder.write(store, embedder, GraphSource(location="tests", format="default", captions=0))
+    finally:
+        store.close()
+    return path
