@@ -10,6 +10,7 @@ import typer
 
 from agent import console
 from agent.cli_graph import graph_app
+from agent.cli_optimize import optimize_cmd, runs_app
 from agent.options import GraphOpt, LlmOpt, SeedOpt, open_graph
 from agent.refine import read_prompts, refine_file, stage1_pipeline
 from agent.settings import Settings
@@ -23,6 +24,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(graph_app, name="graph")
+app.add_typer(runs_app, name="runs")
+app.command("optimize")(optimize_cmd)
 
 
 @app.command()

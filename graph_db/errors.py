@@ -19,3 +19,15 @@ class ModelError(RapoError):
 
 class PromptError(RapoError):
     """A prompt is empty, too long or otherwise unusable."""
+
+
+class ServiceError(RapoError):
+    """A server (LLM, VLM judge, database) cannot be reached, timed out, or answered with an error."""
+
+
+class GraphServerError(RapoError):
+    """A graph server cannot be reached, refuses the login, or lacks the database, graph or index asked for."""
+
+
+class GraphCopyError(RapoError):
+    """A graph cannot be copied between stores, or the copy's counts do not match its source."""

@@ -1,0 +1,196 @@
+"""`rapo optimize` and `rapo runs`: overnight SSPO batches and what they left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from agent import console
+from agent.context import Context, SSPOConfig
+from agent.controllers import PolicyController
+from agent.optimize import open_run, optimize, read_prompt_list
+from agent.options import GraphOpt, LlmOpt, SeedOpt, open_graph
+from agent.refine import stage1_pipeline
+from agent.settings import Settings
+from agent.trajectory import TrajectoryStore
+from graph_db.errors import RapoError
+from tools.critics.registry import CRITIC_NAMES, make_critic
+from tools.generator import GenerationParams, VideoGenerator
+from tools.lc_tools import critic_tool, generate_video_tool, graph_lookup_tool, refine_prompt_tool
+from tools.revise import PromptReviser
+
+runs_app = typer.Typer(help="Inspect and export optimisation runs.", no_args_is_help=True)
+
+
+def _thresholds(items: list[str], critics: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in critics:
+            raise RapoError(f"--threshold {item!r}: expected METRIC=VALUE with METRIC one of {', '.join(critics)}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise RapoError(f"--threshold {item!r}: {value!r} is not a number") from None
+        if not 0.0 <= out[name] <= 1.0:
+            raise RapoError(f"--threshold {item!r}: scores are in [0, 1]")
+    return out
+
+
+def optimize_cmd(
+    prompts_file: Annotated[Path, typer.Argument(help="Prompts: .txt (one per line), .jsonl, or VBench's .json.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run dir: videos, stores, best_prompts.jsonl.")],
+    generator: Annotated[
+        str, typer.Option(help="tiny-wan, tiny-cogvideox, or a local diffusers pipeline folder.")
+    ] = "tiny-wan",
+    critics: Annotated[
+        str, typer.Option(help=f"Comma-separated, of: {', '.join(CRITIC_NAMES)}.")
+    ] = "flow,temporal,imaging",
+    max_iters: Annotated[int, typer.Option(help="Revision rounds after Stage 1.", min=0, max=50)] = 4,
+    candidates: Annotated[int, typer.Option(help="Candidates per round.", min=1, max=16)] = 2,
+    max_videos: Annotated[int, typer.Option(help="Videos per prompt at most.", min=1)] = 12,
+    max_seconds: Annotated[float | None, typer.Option(help="Wall-clock budget per prompt.")] = None,
+    threshold: Annotated[list[str], typer.Option(help="METRIC=VALUE that ends the loop; repeatable.")] = [],  # noqa: B006
+    frames: Annotated[int, typer.Option(help="Frames per video.", min=1)] = 9,
+    height: Annotated[int, typer.Option(help="Video height.", min=8)] = 64,
+    width: Annotated[int, typer.Option(help="Video width.", min=8)] = 64,
+    steps: Annotated[int, typer.Option(help="Denoising steps.", min=1)] = 2,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 5.0,
+    cpu_offload: Annotated[bool, typer.Option(help="Offload idle pipeline parts to the CPU.")] = False,
+    vae_tiling: Annotated[bool, typer.Option(help="Decode the VAE in tiles (less memory).")] = False,
+    graph: GraphOpt = None,
+    llm: LlmOpt = None,
+    seed: SeedOpt = None,
+    video_seed: Annotated[int, typer.Option(help="Seed of every video, so candidates differ only in prompt.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out where it stopped.")] = False,
+) -> None:
+    r"""Optimise every prompt of a list with the SSPO loop: generate, critique, revise, keep the best.
+
+    Examples:
+      rapo optimize prompts.txt --out runs/tonight --generator tiny-wan
+      rapo optimize prompts.txt --out runs/tonight --resume
+      rapo optimize vbench.json --out runs/wan --generator ~/models/Wan2.1-T2V-1.3B-Diffusers --frames 81 \\
+          --height 480 --width 832 --steps 20 --threshold flow=0.6
+    """
+    # 1. Check everything before any work: prompts, critics, thresholds, model paths, graph
+    settings = Settings()
+    prompts = read_prompt_list(prompts_file)
+    names = [c.strip() for c in critics.split(",") if c.strip()]
+    if unknown := [c for c in names if c not in CRITIC_NAMES]:
+        raise RapoError(f"--critics: unknown critic(s) {', '.join(unknown)}; choose from {', '.join(CRITIC_NAMES)}")
+    config = SSPOConfig(
+        max_iters=max_iters, candidates=candidates, max_videos=max_videos, max_seconds=max_seconds,
+        thresholds=_thresholds(threshold, names), seed=settings.seed if seed is None else seed, video_seed=video_seed,
+        params=GenerationParams(num_frames=frames, height=height, width=width, num_inference_steps=steps,
+                                guidance_scale=guidance),
+    )  # fmt: skip
+    video_generator = VideoGenerator(generator, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
+    stage1 = stage1_pipeline(open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, 3, 0.5, 3)
+    critic_objects = [make_critic(name) for name in names]
+    record = {
+        "config": config.model_dump(mode="json"), "generator": video_generator.model_id, "critics": names,
+        "controller": "policy", "stage1": stage1.models(),
+    }  # fmt: skip
+    info = open_run(out, prompts_file, prompts, record, resume)
+
+    # 2. Run
+    ctx = Context(
+        config=config,
+        tools={
+            t.name: t
+            for t in [
+                refine_prompt_tool(stage1), graph_lookup_tool(stage1.lookup),
+                generate_video_tool(video_generator, config.params, out),
+                *(critic_tool(c) for c in critic_objects),
+            ]
+        },
+        critics=names,
+        reviser=PromptReviser(stage1.llm),
+        controller=PolicyController(),
+        run_dir=out,
+    )  # fmt: skip
+    rows = optimize(prompts, info, ctx)
+    done = sum(r["status"] == "done" for r in rows)
+    console.err.print(f"{done}/{len(rows)} prompts done; best prompts in {out / 'best_prompts.jsonl'}", markup=False)
+
+
+RunDir = Annotated[Path, typer.Argument(help="A run dir written by `rapo optimize`.")]
+
+
+def _open(run_dir: Path) -> tuple[TrajectoryStore, str]:
+    path = run_dir / "trajectory.sqlite"
+    if not path.is_file():
+        raise RapoError(f"not a run dir: {path} not found")
+    store = TrajectoryStore(path)
+    runs = store.runs()
+    if not runs:
+        raise RapoError(f"no run recorded in {path}")
+    return store, runs[-1][0]
+
+
+@runs_app.command("list")
+def list_runs(run_dirs: Annotated[list[Path], typer.Argument(help="Run dirs.")]) -> None:
+    """List runs with their prompt counts by status.
+
+    Example:
+      rapo runs list runs/*
+    """
+    table = Table()
+    for column in ("run dir", "run id", "done", "failed", "running", "pending"):
+        table.add_column(column)
+    for run_dir in run_dirs:
+        store, _ = _open(run_dir)
+        for run_id, _, counts in store.runs():
+            table.add_row(
+                str(run_dir), run_id, *(str(counts.get(s, 0)) for s in ("done", "failed", "running", "pending"))
+            )
+        store.close()
+    console.out.print(table)
+
+
+@runs_app.command()
+def show(run_dir: RunDir) -> None:
+    """Show every prompt's rounds: candidates, scores and why the loop stopped.
+
+    Example:
+      rapo runs show runs/tonight
+    """
+    store, run_id = _open(run_dir)
+    for row in store.prompts(run_id):
+        table = Table(
+            title=f"#{row.prompt_id} [{row.status}] {row.input} -> {row.best_prompt} ({row.stop_reason or row.error})"
+        )
+        evaluations = store.evaluations(run_id, row.prompt_id)
+        metrics = sorted({m for e in evaluations for m in e.scores})
+        for column in ("round", "#", "prompt", *metrics, "best"):
+            table.add_column(column)
+        for e in evaluations:
+            best = "*" if e.prompt == row.best_prompt and e.scores == (row.best_scores or {}) else ""
+            table.add_row(
+                str(e.iteration),
+                str(e.index),
+                e.prompt,
+                *(f"{e.scores.get(m, float('nan')):.3f}" for m in metrics),
+                best,
+            )
+        console.out.print(table)
+    store.close()
+
+
+@runs_app.command()
+def export(run_dir: RunDir, out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write.")]) -> None:
+    """Write the best prompt of every prompt, one JSON line each, in input order.
+
+    Example:
+      rapo runs export runs/tonight --out best.jsonl
+    """
+    store, run_id = _open(run_dir)
+    rows = store.prompts(run_id)
+    store.close()
+    partial = out.with_name(out.name + ".partial")
+    partial.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
+    partial.replace(out)
+    console.err.print(f"wrote {len(rows)} prompts to {out}", markup=False)

@@ -1,0 +1,59 @@
+"""The SSPO loop's state: what is checkpointed after every node, one thread per prompt per run."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+Action = Literal["revise", "finish"]
+
+
+class ToolCall(BaseModel):
+    """One tool call as the trajectory records it."""
+
+    tool: str
+    args: dict[str, object]
+    summary: str = Field(description="A short summary of the result, or the error.")
+    seconds: float
+    ok: bool = True
+
+
+class Evaluation(BaseModel):
+    """One candidate prompt, its video and the critics' verdicts."""
+
+    iteration: int = Field(description="0 for Stage 1's candidates, then one more per revision round.")
+    index: int = Field(description="Position of the candidate within its round.")
+    prompt: str
+    video: str | None = Field(None, description="The mp4, relative to the run dir; None if generation failed.")
+    video_key: str | None = None
+    scores: dict[str, float] = Field(default_factory=dict, description="Critic name -> score in [0, 1].")
+    feedback: dict[str, str] = Field(default_factory=dict, description="Critic name -> feedback text.")
+    error: str | None = Field(None, description="Why this candidate has no scores, if it has none.")
+
+    @property
+    def fused(self) -> float:
+        """The mean of the critics' scores: the tie-breaker of mean-rank selection."""
+        return sum(self.scores.values()) / len(self.scores) if self.scores else 0.0
+
+
+class SSPOState(BaseModel):
+    """State of one prompt's optimisation."""
+
+    input: str = Field(description="The user's prompt, as given.")
+    iteration: int = Field(0, description="The current round: 0 is Stage 1's candidates.")
+    candidates: list[str] = Field(default_factory=list, description="Prompts of the current round, to evaluate.")
+    videos: list[dict] = Field(default_factory=list, description="The current round's generated videos.")
+    evaluated: Annotated[list[Evaluation], operator.add] = Field(
+        default_factory=list, description="Every candidate evaluated so far, all rounds."
+    )
+    tool_calls: Annotated[list[ToolCall], operator.add] = Field(
+        default_factory=list, description="Every tool call, in order."
+    )
+    videos_made: int = Field(0, description="Videos generated (or taken from the cache) for this prompt.")
+    started_at: float = Field(0.0, description="Wall-clock start (time.time()) for the time budget.")
+    next_action: Action | None = Field(None, description="What the controller decided after the last critique.")
+    instructions: str = Field("", description="Extra guidance for the next revision (from the llm controller).")
+    stop_reason: str | None = Field(None, description="Why the loop stopped.")
+    best: Evaluation | None = Field(None, description="The best candidate by mean rank, set when the loop stops.")

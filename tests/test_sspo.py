@@ -1,0 +1,148 @@
+"""The SSPO graph in-process: routing, stopping, the llm controller, failure isolation."""
+
+from types import SimpleNamespace
+
+import pytest
+from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+from langchain_core.messages import AIMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agent import nodes
+from agent.context import Context, SSPOConfig
+from agent.controllers import LLMController, PolicyController
+from agent.graph import after_decide, builder
+from agent.state import Evaluation, SSPOState
+from graph_db.store import open_store
+from tests.graphs import build_small_graph
+from tests.test_stage1 import ScriptedLLM
+from tools.critics.registry import make_critic
+from tools.generator import GenerationParams, VideoGenerator
+from tools.lc_tools import critic_tool, generate_video_tool, graph_lookup_tool, refine_prompt_tool
+from tools.retrieval import GraphLookup
+from tools.revise import PromptReviser
+from tools.stage1 import Stage1, Stage1Settings
+
+ANSWERS = {
+    "Add the given detail": ["a dog running on the beach, running along the shoreline"],
+    "style of video captions": ["A dog is running on the beach, running along the shoreline at golden hour."],
+    "improve short": ["A brown dog running on the wide beach as small waves roll in."],
+    "earlier attempts": [  # the reviser: a new text per call
+        "a dog running fast on the beach, splashing water, lively motion",
+        "a dog running on the beach in bright sunlight, camera tracking",
+        "a happy dog running on the beach chasing a red ball",
+        "a dog running on the beach at sunset, slow motion",
+    ],
+}
+
+
+class ToolCallingFake(FakeMessagesListChatModel):
+    """LangChain's fake chat model, scripted with tool calls; binding tools changes nothing."""
+
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+
+@pytest.fixture
+def context(tmp_path, embedder):
+    def make(config: SSPOConfig, controller=None, generator=None, llm=None) -> Context:
+        llm = llm or ScriptedLLM(ANSWERS)
+        lookup = GraphLookup(open_store(build_small_graph(tmp_path / "g.sqlite", embedder)), embedder)
+        stage1 = Stage1(lookup, llm, Stage1Settings(threshold=0.3))
+        generator = generator or VideoGenerator("tiny-wan")
+        critics = [make_critic("temporal"), make_critic("imaging")]
+        tools = [
+            refine_prompt_tool(stage1),
+            graph_lookup_tool(lookup),
+            generate_video_tool(generator, config.params, tmp_path),
+            *(critic_tool(c) for c in critics),
+        ]
+        return Context(
+            config=config,
+            tools={t.name: t for t in tools},
+            critics=[c.name for c in critics],
+            reviser=PromptReviser(llm),
+            controller=controller or PolicyController(),
+            run_dir=tmp_path,
+        )
+
+    return make
+
+
+def run(ctx: Context, prompt: str = "a dog running on the beach") -> dict:
+    graph = builder.compile(checkpointer=InMemorySaver())
+    return graph.invoke(SSPOState(input=prompt), {"configurable": {"thread_id": "t"}}, context=ctx)
+
+
+def test_router_refuses_an_undecided_state():
+    with pytest.raises(ValueError, match="next_action=None"):
+        after_decide(SSPOState(input="x"))
+
+
+def test_decide_stopping_rules(context):
+    scored = Evaluation(iteration=0, index=0, prompt="p", video="v.mp4", scores={"temporal": 0.9, "imaging": 0.4})
+    ctx = context(SSPOConfig(max_iters=2, max_videos=4, thresholds={"temporal": 0.8}))
+    runtime = SimpleNamespace(context=ctx)
+    state = SSPOState(input="x", evaluated=[scored], videos_made=2)
+    assert nodes.decide(state, runtime)["stop_reason"] == "every threshold met"
+    ctx.config.thresholds = {"imaging": 0.5}
+    assert nodes.decide(state, runtime) == {"next_action": "revise", "instructions": "raise imaging (now 0.40)"}
+    assert nodes.decide(state.model_copy(update={"iteration": 2}), runtime)["stop_reason"] == "2 revision rounds done"
+    assert nodes.decide(state.model_copy(update={"videos_made": 4}), runtime)["stop_reason"] == (
+        "video budget of 4 spent"
+    )
+    ctx.config.max_seconds = 1.0
+    assert nodes.decide(state.model_copy(update={"started_at": 1.0}), runtime)["stop_reason"].startswith("time budget")
+
+
+def test_policy_loop_keeps_the_best_and_records_every_tool_call(context):
+    ctx = context(SSPOConfig(max_iters=2, candidates=2, max_videos=20, params=GenerationParams()))
+    final = run(ctx)
+    assert final["stop_reason"] == "2 revision rounds done"
+    assert [e.iteration for e in final["evaluated"]] == [0, 0, 1, 1, 2, 2]
+    best = final["best"]
+    assert best.scores and best in final["evaluated"]
+    assert best.prompt == nodes.select_best(final["evaluated"]).prompt
+    tools = [c.tool for c in final["tool_calls"]]
+    assert tools[0] == "refine_prompt" and tools.count("generate_video") == 6 and "revise_prompt" in tools
+    assert tools.count("critic_temporal") == tools.count("critic_imaging") == 6
+    assert all(c.seconds >= 0 and c.summary for c in final["tool_calls"])
+
+
+def test_llm_controller_follows_scripted_tool_calls(context):
+    model = ToolCallingFake(
+        responses=[
+            AIMessage("", tool_calls=[{"name": "graph_lookup", "args": {"prompt": "dog beach"}, "id": "1"}]),
+            AIMessage("", tool_calls=[{"name": "revise", "args": {"instructions": "more motion"}, "id": "2"}]),
+            AIMessage("", tool_calls=[{"name": "finish", "args": {"reason": "good enough"}, "id": "3"}]),
+        ]
+    )
+    controller = LLMController(model, allowed=["graph_lookup", "revise", "finish"])
+    final = run(context(SSPOConfig(max_iters=5, candidates=1), controller=controller))
+    tools = [c.tool for c in final["tool_calls"]]
+    assert tools.index("graph_lookup") < tools.index("revise") < tools.index("revise_prompt") < tools.index("finish")
+    assert final["stop_reason"] == "controller: good enough"
+    assert {e.iteration for e in final["evaluated"]} == {0, 1}
+    revise_call = next(c for c in final["tool_calls"] if c.tool == "revise_prompt")
+    assert revise_call.args["instructions"] == "more motion"
+
+
+def test_llm_controller_off_the_allow_list_falls_back_to_the_policy(context):
+    model = ToolCallingFake(
+        responses=[AIMessage("", tool_calls=[{"name": "generate_video", "args": {"prompt": "x"}, "id": "1"}])] * 3
+    )
+    controller = LLMController(model, allowed=["revise", "finish"])
+    final = run(context(SSPOConfig(max_iters=1, candidates=1), controller=controller))
+    notes = [c.summary for c in final["tool_calls"] if c.tool == "controller"]
+    assert notes == ["the model called 'generate_video', which is not allowed; the policy decided"]
+    assert final["stop_reason"] == "1 revision rounds done"
+
+
+def test_a_failing_generator_is_an_observation(context):
+    class Broken(VideoGenerator):
+        def generate(self, prompt, seed, params, out_dir):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    final = run(context(SSPOConfig(max_iters=1, candidates=1), generator=Broken("tiny-wan")))
+    assert final["best"] is None and final["stop_reason"] == "no video could be generated"
+    failed = [c for c in final["tool_calls"] if not c.ok]
+    assert failed and failed[0].summary.startswith("RuntimeError: CUDA out of memory")

@@ -1,0 +1,36 @@
+"""Critics by name: `make_critic("flow", max_side=256)`; the CLI's `--critics` and the agent use it."""
+
+from __future__ import annotations
+
+from tools.critics.base import Critic
+
+CRITIC_NAMES = ("flow", "temporal", "imaging", "clip", "vlm")
+
+
+def make_critic(name: str, **options: object) -> Critic:
+    """Build the critic called `name` with keyword `options` for its constructor.
+
+    Args:
+        name: one of CRITIC_NAMES: "flow" (FlowCritic), "temporal" (TemporalCritic), "imaging" (ImagingCritic),
+            "clip" (ClipCritic, needs `model_path`), "vlm" (VlmJudge, needs `base_url` and `model`).
+        **options: the critic's constructor arguments.
+
+    Raises:
+        ValueError: for an unknown name (listing the valid ones) or an option the critic does not take.
+    """
+    if name == "flow":
+        from tools.critics.flow import FlowCritic as cls
+    elif name == "temporal":
+        from tools.critics.temporal import TemporalCritic as cls
+    elif name == "imaging":
+        from tools.critics.imaging import ImagingCritic as cls
+    elif name == "clip":
+        from tools.critics.clip import ClipCritic as cls
+    elif name == "vlm":
+        from tools.critics.vlm_judge import VlmJudge as cls
+    else:
+        raise ValueError(f"unknown critic {name!r}: choose from {', '.join(CRITIC_NAMES)}")
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ValueError(f"critic {name!r}: bad options {sorted(options)} ({exc})") from None
