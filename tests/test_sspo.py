@@ -11,6 +11,7 @@ from agent import nodes
 from agent.context import Context, SSPOConfig
 from agent.controllers import LLMController, PolicyController
 from agent.graph import after_decide, builder
+from agent.optimize import open_run, optimize
 from agent.state import Evaluation, SSPOState
 from graph_db.store import open_store
 from tests.graphs import build_small_graph
@@ -146,3 +147,20 @@ def test_a_failing_generator_is_an_observation(context):
     assert final["best"] is None and final["stop_reason"] == "no video could be generated"
     failed = [c for c in final["tool_calls"] if not c.ok]
     assert failed and failed[0].summary.startswith("RuntimeError: CUDA out of memory")
+
+
+def test_one_failing_prompt_does_not_stop_the_batch(context, tmp_path):
+    class FailsOnCats(VideoGenerator):
+        def generate(self, prompt, seed, params, out_dir):
+            if "cat" in prompt:
+                raise RuntimeError("CUDA out of memory")
+            return super().generate(prompt, seed, params, out_dir)
+
+    ctx = context(SSPOConfig(max_iters=0, candidates=1), generator=FailsOnCats("tiny-wan"))
+    prompts = ["a dog running on the beach", "a cat on a sofa", "a chef chopping onions in a kitchen"]
+    info = open_run(tmp_path / "run", tmp_path / "p.txt", prompts, {}, resume=False)
+    ctx.run_dir = tmp_path
+    rows = optimize(prompts, info, ctx)
+    assert [r["status"] for r in rows] == ["done", "failed", "done"]
+    assert "no video could be generated: RuntimeError: CUDA out of memory" in rows[1]["error"]
+    assert rows[0]["best_prompt"] and rows[2]["best_prompt"]
