@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from agent import console
-from agent.context import Context, SSPOConfig
-from agent.controllers import PolicyController
-from agent.optimize import open_run, optimize, read_prompt_list
 from agent.options import GraphOpt, LlmOpt, SeedOpt, open_graph
-from agent.refine import stage1_pipeline
 from agent.settings import Settings
-from agent.trajectory import TrajectoryStore
 from graph_db.errors import RapoError
-from tools.critics.registry import CRITIC_NAMES, make_critic
-from tools.generator import GenerationParams, VideoGenerator
-from tools.lc_tools import critic_tool, generate_video_tool, graph_lookup_tool, refine_prompt_tool
-from tools.revise import PromptReviser
+from tools.critics.registry import CRITIC_NAMES
+
+if TYPE_CHECKING:
+    from agent.trajectory import TrajectoryStore
 
 runs_app = typer.Typer(help="Inspect and export optimisation runs.", no_args_is_help=True)
 
@@ -75,6 +70,16 @@ def optimize_cmd(
       rapo optimize vbench.json --out runs/wan --generator ~/models/Wan2.1-T2V-1.3B-Diffusers --frames 81 \\
           --height 480 --width 832 --steps 20 --threshold flow=0.6
     """
+    # Imported here: torch, diffusers and LangGraph take seconds to import, and other commands need none of them.
+    from agent.context import Context, SSPOConfig
+    from agent.controllers import PolicyController
+    from agent.optimize import open_run, optimize, read_prompt_list
+    from agent.refine import stage1_pipeline
+    from tools.critics.registry import make_critic
+    from tools.generator import GenerationParams, VideoGenerator
+    from tools.lc_tools import critic_tool, generate_video_tool, graph_lookup_tool, refine_prompt_tool
+    from tools.revise import PromptReviser
+
     # 1. Check everything before any work: prompts, critics, thresholds, model paths, graph
     settings = Settings()
     prompts = read_prompt_list(prompts_file)
@@ -121,6 +126,8 @@ RunDir = Annotated[Path, typer.Argument(help="A run dir written by `rapo optimiz
 
 
 def _open(run_dir: Path) -> tuple[TrajectoryStore, str]:
+    from agent.trajectory import TrajectoryStore
+
     path = run_dir / "trajectory.sqlite"
     if not path.is_file():
         raise RapoError(f"not a run dir: {path} not found")

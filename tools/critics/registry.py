@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from tools.critics.base import Critic
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # importing the critics' base pulls in numpy and pydantic; the CLI only needs the names
+    from tools.critics.base import Critic
 
 CRITIC_NAMES = ("flow", "temporal", "imaging", "clip", "vlm")
 
