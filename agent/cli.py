@@ -9,9 +9,10 @@ from typing import Annotated
 import typer
 
 from agent import console
+from agent.cli_finetune import finetune_app
 from agent.cli_graph import graph_app
 from agent.cli_optimize import optimize_cmd, runs_app
-from agent.options import GraphOpt, LlmOpt, SeedOpt, open_graph
+from agent.options import AdapterOpt, GraphOpt, LlmOpt, SeedOpt, open_graph
 from agent.refine import read_prompts, refine_file, stage1_pipeline
 from agent.settings import Settings
 from graph_db.errors import RapoError
@@ -26,6 +27,7 @@ app = typer.Typer(
 app.add_typer(graph_app, name="graph")
 app.add_typer(runs_app, name="runs")
 app.command("optimize")(optimize_cmd)
+app.add_typer(finetune_app, name="finetune")
 
 
 @app.command()
@@ -37,6 +39,7 @@ def refine(
     ] = None,
     graph: GraphOpt = None,
     llm: LlmOpt = None,
+    adapter: AdapterOpt = None,
     seed: SeedOpt = None,
     top_k: Annotated[int, typer.Option(help="Scenes to expand.", min=1, max=50)] = 3,
     threshold: Annotated[float, typer.Option(help="Minimum modifier-prompt cosine similarity.")] = 0.5,
@@ -49,6 +52,7 @@ def refine(
       rapo refine "a dog running on the beach"
       rapo refine --json --seed 3 "a red car at night"
       rapo refine --file prompts.txt --out refined.jsonl
+      rapo refine --adapter adapters/vbench "a red car at night"
     """
     settings = Settings()
     if (prompt is None) == (file is None):
@@ -58,7 +62,7 @@ def refine(
     if prompt is not None:
         check_prompt(prompt)
     pipeline = stage1_pipeline(
-        open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, top_k, threshold, max_modifiers
+        open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, top_k, threshold, max_modifiers, adapter
     )
     seed = settings.seed if seed is None else seed
     if prompts is None:

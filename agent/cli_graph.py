@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,14 +14,25 @@ from agent.options import GraphOpt, JsonOpt, open_graph
 from agent.settings import Settings
 from graph_db.builder import build_graph
 from graph_db.embeddings import Embedder
-from graph_db.errors import InputFileError, RapoError
+from graph_db.errors import GraphFileError, InputFileError, RapoError
 from graph_db.importers import caption_format, import_rapo, read_captions
-from graph_db.store import GraphSource, open_store
+from graph_db.neo4j_config import is_server_url
+from graph_db.store import GraphSource, GraphStore, check_embedder, open_store
+from graph_db.transfer import CopyReport, copy_graph
 from tools.retrieval import GraphLookup
 
 graph_app = typer.Typer(help="Build, import, inspect and query relation graphs.", no_args_is_help=True)
 
-OutOpt = Annotated[Path, typer.Option("--graph", "-g", help="Graph file to create, or to add to if it exists.")]
+OutOpt = Annotated[
+    str,
+    typer.Option(
+        "--graph", "-g", help="Graph file to create, or to add to if it exists; or a bolt:// or neo4j:// URL."
+    ),
+]
+UrlArg = Annotated[
+    str, typer.Argument(help="Neo4j URL: bolt://[USER@]HOST:PORT[/DATABASE]; the password from $NEO4J_PASSWORD.")
+]
+ReplaceOpt = Annotated[bool, typer.Option("--replace", help="Overwrite a different graph at the destination.")]
 
 
 def _parse_where(where: list[str]) -> dict[str, str]:
@@ -62,7 +74,7 @@ def build(
             reading = bar.add_task(f"extracting {path.name}", total=limit)
             embedding = None
 
-            def start_embedding(total: int, bar=bar) -> callable:
+            def start_embedding(total: int, bar=bar) -> Callable[[int], None]:
                 nonlocal embedding
                 embedding = bar.add_task("embedding phrases", total=total)
                 return lambda n: bar.advance(embedding, n)
@@ -89,6 +101,14 @@ def import_rapo_cmd(
     Example:
       rapo graph import-rapo ./graph/graph_test1 --graph rapo.graph
     """
+    if is_server_url(graph):
+        with open_store(graph, create=True) as store:
+            if store.progress() is not None or _holds_graph(store):
+                raise RapoError(f"{store.location} holds a graph already: import-rapo writes a new graph")
+            import_rapo(folder, store, Embedder())
+        _print_stats(graph, as_json=False)
+        return
+    graph = Path(graph)
     if graph.exists():
         raise RapoError(f"{graph} exists: import-rapo writes a new graph file")
     partial = graph.with_name(graph.name + ".partial")
@@ -113,16 +133,21 @@ def stats(graph: GraphOpt = None, as_json: JsonOpt = False) -> None:
     _print_stats(path, as_json)
 
 
-def _print_stats(path: Path, as_json: bool) -> None:
-    store = open_store(path)
+def _holds_graph(store: GraphStore) -> bool:
     try:
+        store.meta()
+    except GraphFileError:
+        return False
+    return True
+
+
+def _print_stats(location: str | Path, as_json: bool) -> None:
+    with open_store(location) as store:
         result = store.stats()
-    finally:
-        store.close()
     if as_json:
         console.out.print_json(result.model_dump_json())
         return
-    table = Table(title=f"{path} ({result.meta.captions} captions, embedder {result.meta.embedder})")
+    table = Table(title=f"{result.location} ({result.meta.captions} captions, embedder {result.meta.embedder})")
     table.add_column("kind")
     table.add_column("nodes", justify="right")
     table.add_column("edges to scenes", justify="right")
@@ -146,12 +171,10 @@ def query(
     """
     if not text.strip():
         raise RapoError("query text is empty")
-    path, embedder = open_graph(graph, Settings())
-    store = open_store(path)
-    try:
+    location, embedder = open_graph(graph, Settings())
+    with open_store(location) as store:
+        check_embedder(store, embedder)
         result = GraphLookup(store, embedder).retrieve(text, top_k, threshold)
-    finally:
-        store.close()
     if as_json:
         console.out.print_json(result.model_dump_json())
         return
@@ -164,3 +187,70 @@ def query(
     for m in result.modifiers:
         table.add_row(f"{m.score:.3f}", m.kind.value, m.text, m.scene, str(m.weight))
     console.out.print(table)
+
+
+def _copy(source: GraphStore, target: GraphStore, replace: bool, verb: str) -> CopyReport:
+    with console.progress() as bar:
+        task = bar.add_task(f"{verb} {source.location} -> {target.location}", total=None)
+        report = copy_graph(
+            source,
+            target,
+            replace=replace,
+            on_start=lambda total: bar.update(task, total=total),
+            on_progress=lambda n: bar.advance(task, n),
+        )
+    if report.up_to_date:
+        console.err.print(f"{target.location} already holds this graph: nothing to do", markup=False)
+    else:
+        rate = report.rows / max(report.seconds, 1e-9)
+        console.err.print(
+            f"{'resumed an interrupted copy: ' if report.resumed else ''}wrote {report.rows} rows in "
+            f"{report.seconds:.1f} s ({rate:,.0f} rows/s); {target.location} holds {report.nodes} nodes and "
+            f"{report.edges} edges, as its source does",
+            markup=False,
+        )
+    return report
+
+
+@graph_app.command()
+def push(
+    file: Annotated[Path, typer.Argument(help="The graph file to copy.")],
+    url: UrlArg,
+    replace: ReplaceOpt = False,
+) -> None:
+    """Copy a graph file into Neo4j: batched, resumable after a kill, a second push changes nothing.
+
+    Examples:
+      NEO4J_PASSWORD=... rapo graph push my.graph bolt://127.0.0.1:7687
+      rapo graph push my.graph neo4j://alice@graphs.example.org:7687/captions --replace
+    """
+    if not is_server_url(url):
+        raise RapoError(f"{url}: push copies to a bolt:// or neo4j:// URL (to copy files, use cp)")
+    with open_store(file) as source, open_store(url, create=True) as target:
+        _copy(source, target, replace, "pushing")
+    _print_stats(url, as_json=False)
+
+
+@graph_app.command()
+def pull(
+    url: UrlArg,
+    file: Annotated[Path, typer.Argument(help="The graph file to write.")],
+    replace: ReplaceOpt = False,
+) -> None:
+    """Copy a graph from Neo4j into a graph file: batched, resumable after a kill, a second pull changes nothing.
+
+    Examples:
+      rapo graph pull bolt://127.0.0.1:7687 copy.graph
+    """
+    if not is_server_url(url):
+        raise RapoError(f"{url}: pull copies from a bolt:// or neo4j:// URL")
+    with open_store(url) as source:
+        if file.exists() and not replace:
+            with open_store(file) as existing:
+                _copy(source, existing, False, "checking")  # same graph: nothing to do; another: an error
+            return
+        partial = file.with_name(file.name + ".partial")  # resumable: a rerun goes on where a killed pull stopped
+        with open_store(partial, create=True) as target:
+            _copy(source, target, replace, "pulling")
+    partial.replace(file)
+    _print_stats(file, as_json=False)

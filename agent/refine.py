@@ -7,25 +7,41 @@ from pathlib import Path
 
 from agent import console
 from graph_db.embeddings import Embedder
-from graph_db.errors import GraphFileError, RapoError
+from graph_db.errors import RapoError
 from graph_db.importers import read_lines
-from graph_db.store import open_store
+from graph_db.store import check_embedder, open_store
 from tools.llm import LocalLLM
 from tools.retrieval import GraphLookup
 from tools.stage1 import Stage1, Stage1Settings
 
 
 def stage1_pipeline(
-    graph: tuple[Path, Embedder], llm: str | None, dtype: str, top_k: int, threshold: float, max_modifiers: int
+    graph: tuple[str | Path, Embedder],
+    llm: str | None,
+    dtype: str,
+    top_k: int,
+    threshold: float,
+    max_modifiers: int,
+    adapter: str | Path | None = None,
 ) -> Stage1:
-    """Open the graph and set up (not yet load) the LLM; fails fast on a bad graph or model path."""
-    path, embedder = graph
-    store = open_store(path)
-    meta = store.meta()
-    if meta.embedder != embedder.model_id:
-        raise GraphFileError(f"graph {path} was built with embedder {meta.embedder}, not {embedder.model_id}")
+    """Open the graph (a file or a Neo4j URL) and set up (not yet load) the LLM; fails fast on a bad graph or model.
+
+    `adapter` is a PEFT LoRA folder (from `rapo finetune train`) loaded on top of the LLM.
+    """
+    location, embedder = graph
+    store = open_store(location)
+    try:
+        check_embedder(store, embedder)
+    except RapoError:
+        store.close()
+        raise
     settings = Stage1Settings(top_k=top_k, threshold=threshold, max_modifiers=max_modifiers)
-    return Stage1(GraphLookup(store, embedder), LocalLLM(llm, dtype=dtype), settings)
+    try:
+        model = LocalLLM(llm, dtype=dtype, adapter=adapter)
+    except RapoError:
+        store.close()
+        raise
+    return Stage1(GraphLookup(store, embedder), model, settings)
 
 
 def read_prompts(file: Path) -> list[tuple[int, str]]:

@@ -1,1 +1,1 @@
-"""Stage 3: distillation of optimised trajectories into a LoRA rewriter (not built yet)."""
+"""Stage 3: distil optimised trajectories into a LoRA rewriter (dataset, train, evaluate)."""

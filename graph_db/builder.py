@@ -10,6 +10,7 @@ from graph_db.embeddings import EMBEDDING_DIM, Embedder
 from graph_db.errors import GraphFileError
 from graph_db.extract import extract_phrases
 from graph_db.model import MODIFIER_KINDS, CaptionPhrases, Kind
+from graph_db.neo4j_config import is_server_url
 from graph_db.store import EdgeRow, GraphMeta, GraphSource, GraphStore, NodeRow, open_store
 
 Progress = Callable[[int], None]
@@ -42,6 +43,13 @@ class GraphBuilder:
         self.nodes.update((Kind.SCENE, s) for s in scenes)
         self.nodes.update(modifiers)
         self.edges.update((s, kind, text) for s in scenes for kind, text in modifiers)
+
+    def add_all(self, captions: Iterable[str], on_caption: Progress | None = None) -> None:
+        """Extract and count the phrases of every caption; `on_caption` is called with 1 after each."""
+        for caption in captions:
+            self.add(extract_phrases(caption), words=len(caption.split()))
+            if on_caption:
+                on_caption(1)
 
     def write(
         self,
@@ -83,26 +91,28 @@ class GraphBuilder:
 def _existing_meta(store: GraphStore) -> GraphMeta | None:
     try:
         return store.meta()
-    except GraphFileError:  # a new, empty graph
+    except GraphFileError:  # a new, empty graph; but not one that an interrupted copy left half-written
+        if store.progress() is not None:
+            raise
         return None
 
 
 def build_graph(
     captions: Iterable[str],
-    graph: Path,
+    graph: str | Path,
     embedder: Embedder,
     source: GraphSource,
     on_caption: Progress | None = None,
     on_embed: Callable[[int], Progress] | None = None,
 ) -> GraphMeta:
-    """Extract phrases from `captions` and add them to the graph file `graph`, creating it if needed.
+    """Extract phrases from `captions` and add them to the graph `graph`, creating it if needed.
 
-    A new graph is written to a temporary file and renamed, and an existing one is extended in one
-    transaction, so an interrupted build leaves the file as it was.
+    A new graph file is written to a temporary file and renamed, and an existing one (or a Neo4j graph) is
+    extended in one transaction, so an interrupted build leaves the graph as it was.
 
     Args:
         captions: caption texts.
-        graph: the graph file.
+        graph: the graph file, or a bolt:// or neo4j:// URL.
         embedder: the phrase embedder.
         source: provenance recorded in the graph.
         on_caption: called with 1 after each caption is read.
@@ -110,10 +120,13 @@ def build_graph(
             callback that receives embedding progress.
     """
     builder = GraphBuilder()
-    for caption in captions:
-        builder.add(extract_phrases(caption), words=len(caption.split()))
-        if on_caption:
-            on_caption(1)
+    if is_server_url(graph):
+        with open_store(graph, create=True) as store:  # an unreachable server fails before the captions are read
+            builder.add_all(captions, on_caption)
+            on_progress = on_embed(len({text for _, text in builder.nodes})) if on_embed else None
+            return builder.write(store, embedder, source, on_progress)
+    builder.add_all(captions, on_caption)
+    graph = Path(graph)
     target = graph if graph.exists() else graph.with_name(graph.name + ".partial")
     if target != graph:
         target.unlink(missing_ok=True)  # left by an interrupted build

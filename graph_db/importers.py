@@ -154,6 +154,8 @@ def import_rapo(folder: Path, store: GraphStore, embedder: Embedder) -> GraphMet
         for place, modifier in _graphml_edges(folder / graph, set(phrases["place"]), set(phrases[name])):
             weight = len(sentences["place"][place] & sentences[name][modifier]) or 1
             edges.append(EdgeRow(normalize_phrase(place), _RAPO_KINDS[name], normalize_phrase(modifier), weight))
+    known = {(n.kind, n.text) for n in nodes}  # a phrase that normalises to nothing was dropped, so are its edges
+    edges = [e for e in edges if (Kind.SCENE, e.scene) in known and (e.kind, e.text) in known]
     nodes, edges = _merge_duplicates(nodes, edges)
     captions = int(info.get("valid_sentence", 0)) if isinstance(info, dict) else 0
     meta = GraphMeta(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,7 +64,7 @@ class SQLiteGraphStore:
     def _read_meta(self) -> GraphMeta | None:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'graph'").fetchone()
         if row is None:
-            if self._conn.execute("SELECT count(*) FROM nodes").fetchone()[0]:
+            if self.progress() is None and self._conn.execute("SELECT count(*) FROM nodes").fetchone()[0]:
                 raise GraphFileError(f"graph file has nodes but no metadata: {self.location}")
             return None
         meta = GraphMeta.model_validate_json(row[0])
@@ -77,11 +78,21 @@ class SQLiteGraphStore:
     def meta(self) -> GraphMeta:
         """The graph's metadata; an empty graph file has none and is an error to search."""
         if self._meta is None:
+            if self.progress() is not None:
+                raise GraphFileError(f"graph is incomplete: {self.location} (a copy into it was interrupted)")
             raise GraphFileError(f"graph is empty: {self.location}")
         return self._meta
 
     def write(self, nodes: Sequence[NodeRow], edges: Sequence[EdgeRow], meta: GraphMeta) -> None:
         """Upsert nodes and edges, summing counts, and replace the metadata in one transaction."""
+        try:
+            self._write(nodes, edges, meta)
+        except sqlite3.IntegrityError as exc:  # an edge naming a node that is neither here nor in `nodes`
+            raise GraphFileError(f"cannot write to {self.location}: an edge names a missing node ({exc})") from None
+        self._meta = meta
+        self._matrices.clear()
+
+    def _write(self, nodes: Sequence[NodeRow], edges: Sequence[EdgeRow], meta: GraphMeta) -> None:
         with self._conn:
             self._conn.executemany(
                 "INSERT INTO nodes (kind, text, count, embedding) VALUES (?, ?, ?, ?) "
@@ -100,8 +111,6 @@ class SQLiteGraphStore:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 (meta.model_dump_json(),),
             )
-        self._meta = meta
-        self._matrices.clear()
 
     def _matrix(self, kind: Kind) -> tuple[list[Node], np.ndarray]:
         if kind not in self._matrices:
@@ -119,9 +128,10 @@ class SQLiteGraphStore:
         if not nodes or k <= 0:
             return []
         scores = matrix @ query.astype(np.float32)  # (N,)
-        # Take a few more than k so that ties at the cut are ordered by text, not by storage order.
-        top = np.argpartition(-scores, min(k + 8, len(nodes)) - 1)[: k + 8]
-        ranked = sorted(top, key=lambda i: (-round(float(scores[i]), 6), nodes[i].text))[:k]
+        rounded = np.round(scores, 6)  # near-equal scores tie, and ties are ordered by text
+        # Everything scoring at least the k-th best, so that ties at the cut are ordered by text, not storage order.
+        kth = -np.partition(-rounded, min(k, len(nodes)) - 1)[min(k, len(nodes)) - 1]
+        ranked = sorted(np.flatnonzero(rounded >= kth), key=lambda i: (-float(rounded[i]), nodes[i].text))[:k]
         return [Hit(nodes[i], float(scores[i])) for i in ranked]
 
     def neighbours(self, scenes: Sequence[str]) -> tuple[list[Neighbour], np.ndarray]:
@@ -156,3 +166,85 @@ class SQLiteGraphStore:
     def close(self) -> None:
         """Close the database connection."""
         self._conn.close()
+
+    def __enter__(self) -> SQLiteGraphStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- copying whole graphs (graph_db.transfer) ------------------------------------------------------------
+
+    def export_nodes(self, kind: Kind, after: str, limit: int) -> list[NodeRow]:
+        """Up to `limit` nodes of `kind` whose text sorts after `after`, in text order."""
+        rows = self._conn.execute(
+            "SELECT text, count, embedding FROM nodes WHERE kind = ? AND text > ? ORDER BY text LIMIT ?",
+            (kind.value, after, limit),
+        ).fetchall()
+        return [NodeRow(kind, text, count, np.frombuffer(blob, dtype=np.float32)) for text, count, blob in rows]
+
+    def export_edges(self, after: str, scenes: int) -> tuple[list[EdgeRow], str | None]:
+        """The edges of the next `scenes` scenes whose text sorts after `after`, and the last of those scenes."""
+        names = [
+            r[0]
+            for r in self._conn.execute(
+                "SELECT text FROM nodes WHERE kind = 'scene' AND text > ? ORDER BY text LIMIT ?", (after, scenes)
+            )
+        ]
+        if not names:
+            return [], None
+        rows = self._conn.execute(
+            "SELECT s.text, m.kind, m.text, e.count FROM nodes s JOIN edges e ON e.scene_id = s.id "
+            "JOIN nodes m ON m.id = e.modifier_id WHERE s.kind = 'scene' AND s.text > ? AND s.text <= ? "
+            "ORDER BY s.text, m.kind, m.text",
+            (after, names[-1]),
+        ).fetchall()
+        return [EdgeRow(scene, Kind(kind), text, count) for scene, kind, text, count in rows], names[-1]
+
+    def put(self, nodes: Sequence[NodeRow], edges: Sequence[EdgeRow], progress: dict) -> None:
+        """Write nodes and edges with exactly these counts (so writing twice changes nothing) and `progress`."""
+        with self._conn:
+            self._conn.executemany(
+                "INSERT INTO nodes (kind, text, count, embedding) VALUES (?, ?, ?, ?) ON CONFLICT (kind, text) "
+                "DO UPDATE SET count = excluded.count, embedding = excluded.embedding",
+                ((n.kind.value, n.text, n.count, n.embedding.astype(np.float32).tobytes()) for n in nodes),
+            )
+            self._conn.executemany(
+                "INSERT INTO edges (scene_id, modifier_id, count) VALUES ("
+                " (SELECT id FROM nodes WHERE kind = 'scene' AND text = ?),"
+                " (SELECT id FROM nodes WHERE kind = ? AND text = ?), ?) "
+                "ON CONFLICT (scene_id, modifier_id) DO UPDATE SET count = excluded.count",
+                ((e.scene, e.kind.value, e.text, e.count) for e in edges),
+            )
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('copy', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (json.dumps(progress),),
+            )
+        self._matrices.clear()
+
+    def progress(self) -> dict | None:
+        """The progress an unfinished copy into this store recorded, if any."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'copy'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def finish(self, meta: GraphMeta) -> None:
+        """End a copy: set the metadata and forget the progress."""
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('graph', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (meta.model_dump_json(),),
+            )
+            self._conn.execute("DELETE FROM meta WHERE key = 'copy'")
+        self._meta = meta
+        self._matrices.clear()
+
+    def clear(self) -> None:
+        """Delete every node, edge and the metadata."""
+        with self._conn:
+            self._conn.execute("DELETE FROM edges")
+            self._conn.execute("DELETE FROM nodes")
+            self._conn.execute("DELETE FROM meta")
+        self._meta = None
+        self._matrices.clear()

@@ -11,6 +11,8 @@ from typing import Protocol
 import numpy as np
 from pydantic import BaseModel, Field
 
+from graph_db.embeddings import EMBEDDING_DIM, Embedder
+from graph_db.errors import GraphFileError
 from graph_db.model import Hit, Kind, Neighbour
 
 SCHEMA_VERSION = 1
@@ -97,14 +99,65 @@ class GraphStore(Protocol):
         """Release the store's resources."""
         ...
 
+    # Copying whole graphs between stores (graph_db.transfer): batches in each store's own text order.
+
+    def export_nodes(self, kind: Kind, after: str, limit: int) -> list[NodeRow]:
+        """Up to `limit` nodes of `kind` whose text sorts after `after` ("" for the first), in text order."""
+        ...
+
+    def export_edges(self, after: str, scenes: int) -> tuple[list[EdgeRow], str | None]:
+        """The edges of the next `scenes` scenes whose text sorts after `after`, and the last of those scenes."""
+        ...
+
+    def put(self, nodes: Sequence[NodeRow], edges: Sequence[EdgeRow], progress: dict) -> None:
+        """Write rows with exactly their counts (writing twice changes nothing) and record `progress`, atomically."""
+        ...
+
+    def progress(self) -> dict | None:
+        """What an unfinished copy into this store recorded with its last `put`; None when there is none."""
+        ...
+
+    def finish(self, meta: GraphMeta) -> None:
+        """End a copy: set the metadata and forget the progress."""
+        ...
+
+    def clear(self) -> None:
+        """Delete the whole graph."""
+        ...
+
 
 def open_store(location: str | Path, *, create: bool = False) -> GraphStore:
-    """Open the graph at `location`: a file path for the embedded store.
+    """Open the graph at `location`: a file path for the embedded store, a bolt:// or neo4j:// URL for Neo4j.
 
     Args:
-        location: where the graph lives.
-        create: make a new empty graph when the file does not exist (for building and importing).
+        location: where the graph lives: a file, or ``bolt://[USER@]HOST[:PORT][/DATABASE]`` (the password
+            comes from $NEO4J_PASSWORD or $NEO4J_PASSWORD_FILE).
+        create: make a new empty graph when there is none (for building, importing and copying); on Neo4j,
+            also create missing constraints and vector indexes.
     """
-    from graph_db.sqlite_store import SQLiteGraphStore
+    from graph_db.neo4j_config import is_server_url
 
-    return SQLiteGraphStore(Path(location), create=create)
+    if not is_server_url(location):
+        from graph_db.sqlite_store import SQLiteGraphStore
+
+        return SQLiteGraphStore(Path(location), create=create)
+    from graph_db.neo4j_store import Neo4jGraphStore
+
+    return Neo4jGraphStore(str(location), create=create)
+
+
+def check_embedder(store: GraphStore, embedder: Embedder) -> GraphMeta:
+    """The graph's metadata, once it is known that `embedder` made its vectors; fails before any work starts.
+
+    Raises:
+        GraphFileError: the graph is empty, or was built with another embedder or embedding dimension.
+    """
+    meta = store.meta()
+    if meta.embedder != embedder.model_id:
+        raise GraphFileError(f"graph {store.location} was built with embedder {meta.embedder}, not {embedder.model_id}")
+    if meta.dim != EMBEDDING_DIM:
+        raise GraphFileError(
+            f"graph {store.location} has {meta.dim}-d embeddings; the embedder {embedder.model_id} makes "
+            f"{EMBEDDING_DIM}-d ones: rebuild the graph with this embedder"
+        )
+    return meta

@@ -45,3 +45,42 @@ def llm(rapo_home):
     model = LocalLLM()
     model.load()
     return model
+
+
+# -- Neo4j: the GraphStore contract runs against both backends ---------------------------------------------------
+
+NEO4J_REQUIRED = os.environ.get("RAPO_REQUIRE_NEO4J", "") not in ("", "0")
+BACKENDS = ["sqlite", pytest.param("neo4j", marks=pytest.mark.neo4j)]
+
+
+@pytest.fixture(scope="session")
+def neo4j_url() -> str:
+    """The scratch Neo4j database of $RAPO_TEST_NEO4J_URL; tests delete the rapo graph in it.
+
+    Without one the test skips, unless RAPO_REQUIRE_NEO4J=1 (set by scripts/test), which makes it fail.
+    """
+    url = os.environ.get("RAPO_TEST_NEO4J_URL")
+    if not url:
+        message = "no Neo4j server: set RAPO_TEST_NEO4J_URL (`bash scripts/neo4j-local start` runs one)"
+        if NEO4J_REQUIRED:
+            pytest.fail(message + "; RAPO_REQUIRE_NEO4J=1 forbids skipping")
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def empty_neo4j(neo4j_url) -> str:
+    """The test database with no rapo graph in it."""
+    from graph_db.neo4j_store import Neo4jGraphStore
+
+    with Neo4jGraphStore(neo4j_url, create=True) as store:
+        store.clear()
+    return neo4j_url
+
+
+@pytest.fixture(params=BACKENDS)
+def new_graph(request, tmp_path):
+    """Where a test may create a graph: a new file, or the emptied Neo4j test database."""
+    if request.param == "sqlite":
+        return tmp_path / "g.sqlite"
+    return request.getfixturevalue("empty_neo4j")

@@ -6,8 +6,7 @@ from pathlib import Path
 
 from graph_db.builder import GraphBuilder
 from graph_db.model import CaptionPhrases
-from graph_db.sqlite_store import SQLiteGraphStore
-from graph_db.store import GraphSource
+from graph_db.store import GraphSource, open_store
 
 RECORDS = [
     CaptionPhrases(
@@ -36,13 +35,11 @@ RECORDS = [
 ]
 
 
-def build_small_graph(path: Path, embedder, records=RECORDS) -> Path:
+def build_small_graph(location: str | Path, embedder, records=RECORDS) -> str | Path:
+    """Write `records` into the graph at `location` (a file or a Neo4j URL) and return the location."""
     builder = GraphBuilder()
     for record in records:
         builder.add(record, words=12)
-    store = SQLiteGraphStore(path, create=True)
-    try:
+    with open_store(location, create=True) as store:
         builder.write(store, embedder, GraphSource(location="tests", format="default", captions=0))
-    finally:
-        store.close()
-    return path
+    return location

@@ -7,8 +7,9 @@ from tools.retrieval import GraphLookup
 
 
 @pytest.fixture
-def lookup(tmp_path, embedder):
-    return GraphLookup(open_store(build_small_graph(tmp_path / "g.sqlite", embedder)), embedder)
+def lookup(new_graph, embedder):  # every backend: a file, and the Neo4j test database when there is one
+    with open_store(build_small_graph(new_graph, embedder)) as store:
+        yield GraphLookup(store, embedder)
 
 
 def test_modifiers_come_from_the_nearest_scenes_ranked_by_similarity(lookup):

@@ -87,19 +87,41 @@ def fastest_cpu_dtype() -> str:
     return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
 
 
+def load_adapter(model, adapter: Path):  # noqa: ANN001, ANN201 - transformers and peft are imported lazily
+    """`model` with the PEFT adapter in `adapter` on top; a ModelError when it does not fit the model."""
+    import warnings
+
+    from peft import PeftModel
+
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    try:
+        return PeftModel.from_pretrained(model, adapter)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"adapter {adapter} does not fit the base model: {first[:300]}") from None
+
+
 class LocalLLM:
     """A chat model run in-process with transformers. Loads on first use, once per process."""
 
-    def __init__(self, path: str | Path | None = None, dtype: str = "auto") -> None:
+    def __init__(self, path: str | Path | None = None, dtype: str = "auto", adapter: str | Path | None = None) -> None:
         self.path = Path(path).expanduser() if path else None
         if self.path is not None and not (self.path / "config.json").is_file():
             raise ModelError(f"LLM not found: {self.path} is not a model folder with a config.json")
+        self.adapter = Path(adapter).expanduser() if adapter else None
+        if self.adapter is not None and not (self.adapter / "adapter_config.json").is_file():
+            raise ModelError(f"adapter not found: {self.adapter} is not a PEFT adapter folder (no adapter_config.json)")
         self.dtype = fastest_cpu_dtype() if dtype == "auto" else dtype
 
     @property
     def model_id(self) -> str:
         """The name recorded in results: the default model's name, or the local path."""
         return DEFAULT_LLM if self.path is None else str(self.path)
+
+    @property
+    def adapter_id(self) -> str | None:
+        """The LoRA adapter folder recorded in results, or None without one."""
+        return str(self.adapter) if self.adapter else None
 
     @cached_property
     def _loaded(self):  # noqa: ANN202 - transformers is imported lazily
@@ -115,6 +137,8 @@ class LocalLLM:
             raise ModelError(f"cannot load LLM from {path}: {str(exc).splitlines()[0]}") from None
         if tokenizer.chat_template is None:
             raise ModelError(f"LLM at {path} has no chat template: use an instruction-tuned model")
+        if self.adapter is not None:
+            model = load_adapter(model, self.adapter)
         return tokenizer, model.eval()
 
     def load(self) -> None:

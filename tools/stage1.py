@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from graph_db.errors import PromptError
-from graph_db.model import MODIFIER_KINDS
 from prompts.loader import load_template
 from tools import guards
 from tools.llm import Decoding, LocalLLM
@@ -105,6 +105,7 @@ class Stage1:
         meta = self.lookup.store.meta()
         return {
             "llm": self.llm.model_id,
+            "adapter": getattr(self.llm, "adapter_id", None),
             "llm_dtype": self.llm.dtype,
             "decoding": self.settings.decoding.model_dump(),
             "embedder": self.lookup.embedder.model_id,
@@ -131,8 +132,9 @@ class Stage1:
         # 2. Retrieve modifiers and pick at most one per kind, best first
         retrieval = self.lookup.retrieve(prompt, self.settings.top_k, self.settings.threshold)
         timings["retrieval"] = retrieval.seconds
-        chosen = [next((m for m in retrieval.modifiers if m.kind == k), None) for k in MODIFIER_KINDS]
-        chosen = sorted((m for m in chosen if m), key=lambda m: -m.score)[: self.settings.max_modifiers]
+        ranked = retrieval.modifiers[:30]
+        vectors = self.lookup.embedder.encode([m.text for m in ranked])  # (M, dim)
+        chosen = _pick_modifiers(prompt, ranked, vectors, self.settings.max_modifiers)
 
         # 3. Word augmentation: merge one modifier at a time, starting from the user's prompt
         t = time.perf_counter()
@@ -233,6 +235,28 @@ class Stage1:
                 )
             )
         return candidates
+
+
+def _pick_modifiers(prompt: str, ranked: list[Modifier], vectors: np.ndarray, limit: int) -> list[Modifier]:
+    """The best modifier of each kind, best first, skipping any that mostly repeats what is already there.
+
+    A modifier is passed over when more than half of its content words are in the prompt or in a modifier
+    already picked, or when its embedding (a row of `vectors`) is a near-paraphrase (cosine >= 0.8) of one
+    already picked: "holding onto a bar" adds nothing after "held onto a bar".
+    """
+    have = {guards.stem(w) for w in guards.content_words(prompt)}
+    picked: list[int] = []
+    for i, modifier in enumerate(ranked):
+        stems = {guards.stem(w) for w in guards.content_words(modifier.text)}
+        if (
+            modifier.kind in {ranked[j].kind for j in picked}
+            or len(stems & have) * 2 > len(stems)
+            or any(float(vectors[i] @ vectors[j]) >= 0.8 for j in picked)
+        ):
+            continue
+        picked.append(i)
+        have |= stems
+    return [ranked[i] for i in picked[:limit]]
 
 
 def _explain(best: Candidate, candidates: list[Candidate], target: int) -> str:

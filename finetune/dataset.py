@@ -1,0 +1,199 @@
+"""Trajectories (or line-aligned short/long prompt files) → supervised (user prompt → better prompt) pairs.
+
+A dataset is a folder with `train.jsonl`, `val.jsonl` (one `Pair` per line) and `dataset.json` (what was
+read, what was kept, what was skipped and why). The split is by user prompt: the same prompt never lands in
+both halves, whichever run it came from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from agent.trajectory import TrajectoryStore
+from graph_db.errors import InputFileError, RapoError
+from graph_db.importers import read_lines
+
+Split = Literal["train", "val"]
+SPLITS: tuple[Split, ...] = ("train", "val")
+
+
+class Pair(BaseModel):
+    """One supervised example and where it came from."""
+
+    input: str = Field(min_length=1, description="The user's prompt.")
+    target: str = Field(min_length=1, description="The prompt the model should learn to write.")
+    split: Split = "train"
+    gain: float | None = Field(None, description="Mean score of the best candidate minus the first one's.")
+    source: dict[str, object] = Field(default_factory=dict, description="Provenance: run dir, run id, prompt id…")
+
+
+class DatasetSummary(BaseModel):
+    """What `build_dataset` wrote; saved as `dataset.json` beside the pairs."""
+
+    out: str
+    sources: list[str]
+    margin: float | None
+    val_fraction: float
+    seed: int
+    counts: dict[str, int] = Field(description="Pairs per split.")
+    skipped: dict[str, int] = Field(description="Candidates left out, by reason.")
+
+
+def mean_score(scores: dict[str, float] | None) -> float | None:
+    """The unweighted mean of a candidate's metric scores, or None when it has none."""
+    values = [float(v) for v in (scores or {}).values() if v is not None and not math.isnan(float(v))]
+    return sum(values) / len(values) if values else None
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _skip(skipped: dict[str, int], reason: str) -> None:
+    skipped[reason] = skipped.get(reason, 0) + 1
+
+
+def pairs_from_runs(run_dirs: list[Path], margin: float, skipped: dict[str, int]) -> list[Pair]:
+    """(input → best prompt) for every finished prompt whose best beat its first candidate by `margin` or more.
+
+    The first candidate is iteration 0, index 0 (Stage 1's choice); scores are compared by their mean.
+    A best prompt equal to the first candidate (a gain of 0) is never kept, whatever the margin.
+    """
+    pairs = []
+    for run_dir in run_dirs:
+        path = run_dir / "trajectory.sqlite"
+        if not path.is_file():
+            raise InputFileError(f"not a run dir: {path} not found")
+        store = TrajectoryStore(path)
+        try:
+            for run_id, _, _ in store.runs():
+                for row in store.prompts(run_id):
+                    if row.status != "done" or not row.best_prompt:
+                        _skip(skipped, f"status {row.status}")
+                        continue
+                    first = next(
+                        (e for e in store.evaluations(run_id, row.prompt_id) if (e.iteration, e.index) == (0, 0)), None
+                    )
+                    first_mean, best_mean = mean_score(first.scores if first else None), mean_score(row.best_scores)
+                    if first is None or first_mean is None or best_mean is None:
+                        _skip(skipped, "no scored first candidate")
+                        continue
+                    gain = best_mean - first_mean
+                    if _norm(row.best_prompt) == _norm(first.prompt) or gain <= 0 or gain < margin:
+                        _skip(skipped, "below margin")
+                        continue
+                    source = {
+                        "run_dir": str(run_dir), "run_id": run_id, "prompt_id": row.prompt_id,
+                        "first_prompt": first.prompt, "first_scores": first.scores, "best_scores": row.best_scores,
+                    }  # fmt: skip
+                    pairs.append(Pair(input=row.input, target=row.best_prompt, gain=round(gain, 6), source=source))
+        finally:
+            store.close()
+    return pairs
+
+
+def pairs_from_files(short: Path, long: Path, skipped: dict[str, int]) -> list[Pair]:
+    """Line-aligned (short prompt, long prompt) files, such as VBench's prompts and their GPT-4o rewrites."""
+    shorts, longs = list(read_lines(short)), list(read_lines(long))
+    # A file without a final newline has one line fewer by `wc -l` but the same count here.
+    if len(shorts) != len(longs):
+        raise InputFileError(f"--pairs: {short} has {len(shorts)} lines but {long} has {len(longs)}; they must align")
+    pairs = []
+    for (number, s), (_, t) in zip(shorts, longs, strict=True):
+        if not s.strip() or not t.strip():
+            _skip(skipped, "blank line")
+            continue
+        pairs.append(
+            Pair(input=s.strip(), target=t.strip(), source={"short": str(short), "long": str(long), "line": number})
+        )
+    return pairs
+
+
+def dedupe(pairs: list[Pair], skipped: dict[str, int]) -> list[Pair]:
+    """One pair per user prompt (case and spacing ignored): the largest gain wins, then the first seen."""
+    best: dict[str, Pair] = {}
+    for pair in pairs:
+        key = _norm(pair.input)
+        kept = best.get(key)
+        if kept is None:
+            best[key] = pair
+            continue
+        _skip(skipped, "duplicate prompt")
+        if (pair.gain or 0.0) > (kept.gain or 0.0):
+            best[key] = pair
+    return list(best.values())
+
+
+def assign_splits(pairs: list[Pair], val_fraction: float, seed: int) -> list[Pair]:
+    """Split by prompt: order prompts by a seeded hash and send the first `ceil(n * val_fraction)` to val.
+
+    With two or more prompts and a positive fraction, val gets at least one and train keeps at least one.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise RapoError(f"`val_fraction` must be in [0, 1), got {val_fraction}")
+    order = sorted(pairs, key=lambda p: hashlib.sha256(f"{seed}:{_norm(p.input)}".encode()).hexdigest())
+    n_val = min(math.ceil(len(order) * val_fraction - 1e-9), max(len(order) - 1, 0))
+    val = {id(p) for p in order[:n_val]}
+    return [p.model_copy(update={"split": "val" if id(p) in val else "train"}) for p in pairs]
+
+
+def build_dataset(
+    out: Path,
+    runs: list[Path] | None = None,
+    pairs: tuple[Path, Path] | None = None,
+    margin: float = 0.01,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> DatasetSummary:
+    """Write `out/train.jsonl`, `out/val.jsonl` and `out/dataset.json`; raises RapoError when no pair survives."""
+    # 1. Check inputs
+    if not runs and not pairs:
+        raise RapoError("give --runs RUN_DIR... and/or --pairs SHORT_FILE LONG_FILE")
+
+    # 2. Read, filter, dedupe, split
+    skipped: dict[str, int] = {}
+    found = pairs_from_runs(list(runs or []), margin, skipped)
+    if pairs:
+        found += pairs_from_files(pairs[0], pairs[1], skipped)
+    kept = assign_splits(dedupe(found, skipped), val_fraction, seed)
+    if not kept:
+        raise RapoError(f"no training pairs: every candidate was left out ({skipped or 'the inputs are empty'})")
+
+    # 3. Write atomically: a folder that exists is a finished dataset
+    sources = [str(r) for r in runs or []] + ([str(pairs[0]), str(pairs[1])] if pairs else [])
+    summary = DatasetSummary(
+        out=str(out), sources=sources, margin=margin if runs else None, val_fraction=val_fraction, seed=seed,
+        counts={s: sum(p.split == s for p in kept) for s in SPLITS}, skipped=skipped,
+    )  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        partial = out / f"{split}.jsonl.partial"
+        partial.write_text("".join(p.model_dump_json() + "\n" for p in kept if p.split == split), encoding="utf-8")
+        partial.replace(out / f"{split}.jsonl")
+    (out / "dataset.json").write_text(summary.model_dump_json(indent=2), encoding="utf-8")
+    return summary
+
+
+def read_pairs(data: Path, split: Split) -> list[Pair]:
+    """The pairs of one split of a dataset folder; a RapoError naming the file and line for anything unreadable."""
+    path = data / f"{split}.jsonl"
+    if not data.is_dir():
+        raise InputFileError(f"not a dataset folder: {data} (make one with `rapo finetune dataset`)")
+    pairs = []
+    for number, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            pairs.append(Pair.model_validate(json.loads(line)))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            reason = str(exc).splitlines()[0]
+            raise InputFileError(f"{path}:{number}: not a training pair ({reason})") from None
+    if not pairs:
+        raise InputFileError(f"{path}: no pairs in the {split} split")
+    return pairs
