@@ -61,3 +61,16 @@ def read_video(path: Path) -> Video:
     if not frames:
         raise InputFileError(f"video has no frames: {path}")
     return Video(np.stack(frames)[..., :3], fps, path)  # (F, H, W, 3)
+
+
+def gray_frame(frame: np.ndarray, max_side: int | None = None) -> np.ndarray:
+    """An RGB frame as uint8 grayscale (H', W'), shrunk with area averaging so its longer side is <= `max_side`."""
+    import cv2
+
+    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    height, width = gray.shape
+    if max_side is not None and max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    return gray

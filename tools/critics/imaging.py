@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from tools.critics.base import CriticResult
-from tools.video import Video
+from tools.video import Video, gray_frame
 
 SHARPNESS_HALF = 100.0  # variance of Laplacian that scores 0.5: the usual "blurry below 100" rule of thumb
 REFERENCE_VARIANCE = 3000.0  # gray-level variance (std 55) of a typical natural photo, the contrast sharpness assumes
@@ -63,7 +63,7 @@ class ImagingCritic:
             raise ValueError("`video` has no frames")
         # 2. Sample and prepare frames
         index = np.unique(np.linspace(0, len(video.frames) - 1, self.num_frames).round().astype(int))
-        gray = [_gray(video.frames[i], self.max_side) for i in index]
+        gray = [gray_frame(video.frames[i], self.max_side) for i in index]
         # 3. Measure
         laplacian = float(
             np.mean(
@@ -96,18 +96,6 @@ class ImagingCritic:
             feedback=_feedback(scores, raw),
             seconds=time.perf_counter() - start,
         )
-
-
-def _gray(frame: np.ndarray, max_side: int | None) -> np.ndarray:
-    import cv2
-
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    height, width = gray.shape
-    if max_side is not None and max(height, width) > max_side:
-        scale = max_side / max(height, width)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-    return gray
 
 
 def _noise_sigma(gray: np.ndarray) -> float:

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from tools.critics.base import CriticResult
-from tools.video import Video
+from tools.video import Video, gray_frame
 
 _SSIM_C1 = (0.01 * 255) ** 2
 _SSIM_C2 = (0.03 * 255) ** 2
@@ -56,7 +56,7 @@ class TemporalCritic:
         differences = [float(cv2.absdiff(a, b).mean()) for a, b in zip(frames[:-1], frames[1:], strict=True)]
         flicker = 1.0 - float(np.mean(differences)) / 255.0
         # 3. SSIM of adjacent downscaled grayscale frames
-        gray = [_gray(frame, self.max_side) for frame in frames]
+        gray = [gray_frame(frame, self.max_side).astype(np.float32) for frame in frames]
         ssim = [_ssim(a, b) for a, b in zip(gray[:-1], gray[1:], strict=True)]
         similarity = float(np.clip(np.mean(ssim), 0.0, 1.0))
         # 4. Brightness zig-zag
@@ -77,18 +77,6 @@ class TemporalCritic:
             feedback=_feedback(raw),
             seconds=time.perf_counter() - start,
         )
-
-
-def _gray(frame: np.ndarray, max_side: int | None) -> np.ndarray:
-    import cv2
-
-    gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-    height, width = gray.shape
-    if max_side is not None and max(height, width) > max_side:
-        scale = max_side / max(height, width)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-    return gray.astype(np.float32)
 
 
 def _ssim(a: np.ndarray, b: np.ndarray) -> float:
