@@ -285,7 +285,21 @@ class Neo4jGraphStore:
     def write(self, nodes: Sequence[NodeRow], edges: Sequence[EdgeRow], meta: GraphMeta) -> None:
         """Upsert nodes and edges, summing counts, and replace the metadata, in one transaction."""
         self._ensure_schema(meta.dim)
-        rows = {kind: _rows([n for n in nodes if n.kind == kind], meta.dim) for kind in LABELS}
+        self._write_rows(nodes, edges, meta.dim, _ADD_NODES, _ADD_EDGES, _SET_META, meta=meta.model_dump_json())
+        self._meta, self._copy, self._orphans = meta, None, False
+
+    def _write_rows(
+        self,
+        nodes: Sequence[NodeRow],
+        edges: Sequence[EdgeRow],
+        dim: int,
+        node_statements: dict[Kind, str],
+        edge_statements: dict[Kind, str],
+        last: str,
+        **last_params: str,
+    ) -> None:
+        """Nodes, then edges, in batches, then the `last` statement: one managed, retried transaction."""
+        rows = {kind: _rows([n for n in nodes if n.kind == kind], dim) for kind in LABELS}
         edge_rows = {
             kind: [{"scene": e.scene, "text": e.text, "count": e.count} for e in edges if e.kind == kind]
             for kind in MODIFIER_KINDS
@@ -294,12 +308,11 @@ class Neo4jGraphStore:
         def work(tx: ManagedTransaction) -> None:
             for kind, kind_rows in rows.items():
                 for start in range(0, len(kind_rows), NODE_BATCH):
-                    tx.run(_ADD_NODES[kind], rows=kind_rows[start : start + NODE_BATCH], kind=kind.value).consume()
-            self._edges(tx, _ADD_EDGES, edge_rows)
-            tx.run(_SET_META, meta=meta.model_dump_json()).consume()
+                    tx.run(node_statements[kind], rows=kind_rows[start : start + NODE_BATCH], kind=kind.value).consume()
+            self._edges(tx, edge_statements, edge_rows)
+            tx.run(last, **last_params).consume()
 
         self._write(work)
-        self._meta, self._copy, self._orphans = meta, None, False
 
     def _edges(self, tx: ManagedTransaction, statements: dict[Kind, str], rows: dict[Kind, list[dict]]) -> None:
         for kind, kind_rows in rows.items():
@@ -373,20 +386,7 @@ class Neo4jGraphStore:
         dim = len(nodes[0].embedding) if nodes else 0
         if nodes:
             self._ensure_schema(dim)
-        rows = {kind: _rows([n for n in nodes if n.kind == kind], dim) for kind in LABELS}
-        edge_rows = {
-            kind: [{"scene": e.scene, "text": e.text, "count": e.count} for e in edges if e.kind == kind]
-            for kind in MODIFIER_KINDS
-        }
-
-        def work(tx: ManagedTransaction) -> None:
-            for kind, kind_rows in rows.items():
-                for start in range(0, len(kind_rows), NODE_BATCH):
-                    tx.run(_PUT_NODES[kind], rows=kind_rows[start : start + NODE_BATCH], kind=kind.value).consume()
-            self._edges(tx, _PUT_EDGES, edge_rows)
-            tx.run(_SET_COPY, copy=json.dumps(progress)).consume()
-
-        self._write(work)
+        self._write_rows(nodes, edges, dim, _PUT_NODES, _PUT_EDGES, _SET_COPY, copy=json.dumps(progress))
         self._copy, self._orphans = progress, False
 
     def progress(self) -> dict | None:
