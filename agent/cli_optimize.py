@@ -59,6 +59,14 @@ def optimize_cmd(
     graph: GraphOpt = None,
     llm: LlmOpt = None,
     adapter: AdapterOpt = None,
+    controller: Annotated[
+        str, typer.Option(help="Who decides each round: policy (SSPO's rule) or llm (the --llm server, tool calling).")
+    ] = "policy",
+    vlm: Annotated[
+        str | None,
+        typer.Option(help="The vlm critic's model: openai:http://HOST:PORT/v1[#MODEL] (default: $RAPO_VLM)."),
+    ] = None,
+    clip: Annotated[Path | None, typer.Option(help="The clip critic's local CLIP model folder.")] = None,
     seed: SeedOpt = None,
     video_seed: Annotated[int, typer.Option(help="Seed of every video, so candidates differ only in prompt.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out where it stopped.")] = False,
@@ -68,12 +76,13 @@ def optimize_cmd(
     Examples:
       rapo optimize prompts.txt --out runs/tonight --generator tiny-wan
       rapo optimize prompts.txt --out runs/tonight --resume
+      rapo optimize prompts.txt --out runs/served --llm openai:http://127.0.0.1:18000/v1 --controller llm
       rapo optimize vbench.json --out runs/wan --generator ~/models/Wan2.1-T2V-1.3B-Diffusers --frames 81 \\
           --height 480 --width 832 --steps 20 --threshold flow=0.6
     """
     # Imported here: torch, diffusers and LangGraph take seconds to import, and other commands need none of them.
     from agent.context import Context, SSPOConfig
-    from agent.controllers import PolicyController
+    from agent.controllers import LLMController, PolicyController
     from agent.optimize import open_run, optimize, read_prompt_list
     from agent.refine import stage1_pipeline
     from tools.critics.registry import make_critic
@@ -87,6 +96,8 @@ def optimize_cmd(
     names = [c.strip() for c in critics.split(",") if c.strip()]
     if unknown := [c for c in names if c not in CRITIC_NAMES]:
         raise RapoError(f"--critics: unknown critic(s) {', '.join(unknown)}; choose from {', '.join(CRITIC_NAMES)}")
+    if controller not in ("policy", "llm"):
+        raise RapoError(f"--controller {controller!r}: choose policy or llm")
     config = SSPOConfig(
         max_iters=max_iters, candidates=candidates, max_videos=max_videos, max_seconds=max_seconds,
         thresholds=_thresholds(threshold, names), seed=settings.seed if seed is None else seed, video_seed=video_seed,
@@ -95,10 +106,12 @@ def optimize_cmd(
     )  # fmt: skip
     video_generator = VideoGenerator(generator, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
     stage1 = stage1_pipeline(open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, 3, 0.5, 3, adapter)
-    critic_objects = [make_critic(name) for name in names]
+    critic_objects = [make_critic(name, **_critic_options(name, vlm or settings.vlm, clip)) for name in names]
+    if controller == "llm" and not hasattr(stage1.llm, "chat_model"):
+        raise RapoError("--controller llm needs a served model with tool calling: --llm openai:URL[#MODEL]")
     record = {
         "config": config.model_dump(mode="json"), "generator": video_generator.model_id, "critics": names,
-        "controller": "policy", "stage1": stage1.models(),
+        "controller": controller, "stage1": stage1.models(),
     }  # fmt: skip
     info = open_run(out, prompts_file, prompts, record, resume)
 
@@ -115,12 +128,32 @@ def optimize_cmd(
         },
         critics=names,
         reviser=PromptReviser(stage1.llm),
-        controller=PolicyController(),
+        controller=(
+            LLMController(stage1.llm.chat_model(seed=config.seed), allowed=["graph_lookup", "revise", "finish"])
+            if controller == "llm"
+            else PolicyController()
+        ),
         run_dir=out,
     )  # fmt: skip
     rows = optimize(prompts, info, ctx)
     done = sum(r["status"] == "done" for r in rows)
     console.err.print(f"{done}/{len(rows)} prompts done; best prompts in {out / 'best_prompts.jsonl'}", markup=False)
+
+
+def _critic_options(name: str, vlm: str | None, clip: Path | None) -> dict[str, object]:
+    """The constructor options of a critic that needs a model; a RapoError when it was not given one."""
+    if name == "vlm":
+        if not vlm:
+            raise RapoError("--critics vlm needs --vlm openai:http://HOST:PORT/v1[#MODEL] (or $RAPO_VLM)")
+        from tools.llm_openai import OpenAILLM
+
+        judge = OpenAILLM(vlm)  # checks now that the server answers and serves the model
+        return {"base_url": judge.endpoint.base_url, "model": judge.model}
+    if name == "clip":
+        if clip is None:
+            raise RapoError("--critics clip needs --clip PATH (a local CLIP model folder)")
+        return {"model_path": clip}
+    return {}
 
 
 RunDir = Annotated[Path, typer.Argument(help="A run dir written by `rapo optimize`.")]

@@ -84,7 +84,8 @@ class LLMController:
         ]  # fmt: skip
         lookups = [ctx.tools[name] for name in self.allowed if name in ctx.tools]
         tools = {t.name: t for t in [*decisions, *lookups] if t.name in self.allowed or t in decisions}
-        model = self.model.bind_tools(list(tools.values()), tool_choice="any")
+        # strict: servers such as vLLM then return the arguments as an object, not as a JSON string.
+        model = self.model.bind_tools(list(tools.values()), tool_choice="any", strict=True)
         messages = [SystemMessage(_SYSTEM), HumanMessage(_describe(state, ctx))]
         calls: list[ToolCall] = []
         for _ in range(self.max_lookups + 1):

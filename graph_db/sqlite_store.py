@@ -61,7 +61,7 @@ class SQLiteGraphStore:
             raise GraphFileError(f"graph path is a directory, not a graph file: {path}")
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path)
+        self._conn = sqlite3.connect(path, check_same_thread=False)  # callers serialise access (GraphLookup)
         self._conn.execute("PRAGMA foreign_keys = ON")
         self._matrices: dict[Kind, tuple[list[Node], np.ndarray]] = {}
         try:

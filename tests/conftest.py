@@ -47,6 +47,32 @@ def llm(rapo_home):
     return model
 
 
+# -- vLLM: the tests marked `vllm` run against a real server ------------------------------------------------------
+
+VLLM_REQUIRED = os.environ.get("RAPO_REQUIRE_VLLM", "") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+def vllm_spec() -> str:
+    """`openai:URL#MODEL` of the test vLLM server ($RAPO_TEST_VLLM_SPEC), serving the LoRA module `vllm_lora`.
+
+    Without one the test skips, unless RAPO_REQUIRE_VLLM=1 (set by .ci/run), which makes it fail.
+    """
+    spec = os.environ.get("RAPO_TEST_VLLM_SPEC")
+    if not spec:
+        message = "no vLLM server: set RAPO_TEST_VLLM_SPEC (scripts/test starts one with scripts/vllm-local)"
+        if VLLM_REQUIRED:
+            pytest.fail(message + "; RAPO_REQUIRE_VLLM=1 forbids skipping")
+        pytest.skip(message)
+    return spec
+
+
+@pytest.fixture(scope="session")
+def vllm_lora() -> str:
+    """The name under which the test server serves a random LoRA adapter (tests/make_lora.py)."""
+    return os.environ.get("RAPO_TEST_VLLM_LORA", "rapo-test-lora")
+
+
 # -- Neo4j: the GraphStore contract runs against both backends ---------------------------------------------------
 
 NEO4J_REQUIRED = os.environ.get("RAPO_REQUIRE_NEO4J", "") not in ("", "0")

@@ -7,8 +7,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol
 
 from pydantic import BaseModel, Field
 
@@ -35,6 +37,49 @@ class Generation(BaseModel):
     text: str
     new_tokens: int
     seconds: float
+
+
+class ChatLLM(Protocol):
+    """What Stage 1, the reviser and the evaluation need from a backend: `LocalLLM` or `tools.llm_openai.OpenAILLM`."""
+
+    dtype: str
+
+    @property
+    def model_id(self) -> str:
+        """The model's name as recorded in results."""
+        ...
+
+    @property
+    def adapter_id(self) -> str | None:
+        """The LoRA adapter as recorded in results, or None."""
+        ...
+
+    def load(self) -> None:
+        """Load the model now rather than on the first `generate`."""
+        ...
+
+    def generate(self, messages: list[dict[str, str]], seed: int, decoding: Decoding) -> Generation:
+        """Answer one chat."""
+        ...
+
+    def generate_many(
+        self, conversations: Sequence[list[dict[str, str]]], seeds: Sequence[int], decoding: Decoding
+    ) -> list[Generation]:
+        """Answer many chats, batched or concurrently; answers in input order."""
+        ...
+
+
+def make_llm(spec: str | Path | None, dtype: str = "auto", adapter: str | Path | None = None) -> ChatLLM:
+    """The backend an `--llm` value names: `openai:URL[#MODEL]` for a served model, else a local folder.
+
+    None means the default SmolLM2. `adapter` is a PEFT folder for a local model, a served LoRA module's name
+    otherwise.
+    """
+    from tools.llm_openai import OpenAILLM, is_endpoint_spec
+
+    if is_endpoint_spec(spec):
+        return OpenAILLM(str(spec), adapter=str(adapter) if adapter else None)
+    return LocalLLM(spec, dtype=dtype, adapter=adapter)
 
 
 def default_llm_path() -> Path:
@@ -153,12 +198,38 @@ class LocalLLM:
             seed: seeds torch's generator right before sampling.
             decoding: sampling parameters.
         """
+        return self._generate_batch([messages], seed, decoding)[0]
+
+    def generate_many(
+        self,
+        conversations: Sequence[list[dict[str, str]]],
+        seeds: Sequence[int],
+        decoding: Decoding,
+        batch_size: int = 16,
+    ) -> list[Generation]:
+        """Answer many chats in left-padded batches of `batch_size`; answers in input order.
+
+        Each batch is seeded with its first chat's seed, so sampled answers depend on the batching; greedy
+        decoding (temperature 0) gives each chat the answer it gets alone, up to float rounding.
+        """
+        if len(conversations) != len(seeds):
+            raise ValueError(f"{len(conversations)} conversations but {len(seeds)} seeds")
+        out: list[Generation] = []
+        for start in range(0, len(conversations), batch_size):
+            chunk = list(conversations[start : start + batch_size])
+            out += self._generate_batch(chunk, seeds[start], decoding)
+        return out
+
+    def _generate_batch(self, batch: list[list[dict[str, str]]], seed: int, decoding: Decoding) -> list[Generation]:
         import torch
 
         tokenizer, model = self._loaded
         started = time.perf_counter()
+        tokenizer.padding_side = "left"  # generation continues every row from its last real token
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
         inputs = tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            batch, add_generation_prompt=True, return_tensors="pt", return_dict=True, padding=True
         )
         sampling = decoding.temperature > 0
         torch.manual_seed(seed)
@@ -174,6 +245,12 @@ class LocalLLM:
                 no_repeat_ngram_size=decoding.no_repeat_ngram_size,
                 pad_token_id=tokenizer.eos_token_id,
             )
-        new = output[0, inputs["input_ids"].shape[1] :]  # (new_tokens,)
-        text = tokenizer.decode(new, skip_special_tokens=True).strip()
-        return Generation(text=text, new_tokens=int(new.shape[0]), seconds=round(time.perf_counter() - started, 3))
+        new = output[:, inputs["input_ids"].shape[1] :]  # (batch, new_tokens)
+        seconds = round(time.perf_counter() - started, 3)
+        answers = []
+        for row in new:
+            ends = (row == tokenizer.eos_token_id).nonzero()
+            tokens = int(ends[0, 0]) + 1 if len(ends) else int(row.shape[0])  # what follows the end is padding
+            text = tokenizer.decode(row, skip_special_tokens=True).strip()
+            answers.append(Generation(text=text, new_tokens=tokens, seconds=seconds))
+        return answers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -41,6 +42,7 @@ class GraphLookup:
     def __init__(self, store: GraphStore, embedder: Embedder) -> None:
         self.store = store
         self.embedder = embedder
+        self._store_lock = threading.Lock()  # stores are not thread-safe; refine may run prompts in threads
 
     def retrieve(
         self, prompt: str, top_k: int = 3, threshold: float = 0.5, query: np.ndarray | None = None
@@ -55,8 +57,9 @@ class GraphLookup:
         """
         started = time.perf_counter()
         query = self.embedder.encode_one(prompt) if query is None else query
-        scenes = self.store.search(Kind.SCENE, query, top_k)
-        neighbours, vectors = self.store.neighbours([hit.node.text for hit in scenes])
+        with self._store_lock:
+            scenes = self.store.search(Kind.SCENE, query, top_k)
+            neighbours, vectors = self.store.neighbours([hit.node.text for hit in scenes])
         scores = vectors @ query  # (N,)
         prompt_stems = {stem(w) for w in content_words(prompt)}
         best: dict[tuple[Kind, str], Modifier] = {}

@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 
 from prompts.loader import load_template
 from tools import guards
-from tools.llm import Decoding, LocalLLM
+from tools.llm import ChatLLM, Decoding
 from tools.stage1 import Rejection
 
 
@@ -23,7 +23,7 @@ class PromptReviser:
 
     template = "revise_prompt"
 
-    def __init__(self, llm: LocalLLM, decoding: Decoding | None = None, max_words: int = 80, attempts: int = 2) -> None:
+    def __init__(self, llm: ChatLLM, decoding: Decoding | None = None, max_words: int = 80, attempts: int = 2) -> None:
         self.llm = llm
         self.decoding = decoding or Decoding(
             max_new_tokens=72, temperature=0.7, repetition_penalty=1.0, no_repeat_ngram_size=0

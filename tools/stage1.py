@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from graph_db.errors import PromptError
 from prompts.loader import load_template
 from tools import guards
-from tools.llm import Decoding, LocalLLM
+from tools.llm import ChatLLM, Decoding
 from tools.retrieval import GraphLookup, Modifier
 
 MAX_PROMPT_CHARS = 2000
@@ -92,7 +92,7 @@ class Stage1Result(BaseModel):
 class Stage1:
     """The Stage 1 pipeline over a graph lookup and an LLM; both load lazily and once."""
 
-    def __init__(self, lookup: GraphLookup, llm: LocalLLM, settings: Stage1Settings | None = None) -> None:
+    def __init__(self, lookup: GraphLookup, llm: ChatLLM, settings: Stage1Settings | None = None) -> None:
         self.lookup = lookup
         self.llm = llm
         self.settings = settings or Stage1Settings()
