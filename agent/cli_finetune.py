@@ -30,6 +30,9 @@ def dataset(
     margin: Annotated[float, typer.Option(help="Least gain in mean score of best over first candidate.")] = 0.01,
     val_fraction: Annotated[float, typer.Option(help="Share of prompts held out for eval.", min=0.0, max=0.9)] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed of the train/val split.")] = 0,
+    min_faithfulness: Annotated[
+        float, typer.Option(help="Keep pairs whose target keeps this share of the input's content words.", min=0, max=1)
+    ] = 1.0,
     as_json: JsonOpt = False,
 ) -> None:
     """Make (user prompt → best prompt) training pairs from trajectories or short/long prompt files.
@@ -40,7 +43,10 @@ def dataset(
     """
     from finetune.dataset import build_dataset
 
-    summary = build_dataset(out, runs=runs, pairs=pairs, margin=margin, val_fraction=val_fraction, seed=seed)
+    summary = build_dataset(
+        out, runs=runs, pairs=pairs, margin=margin, val_fraction=val_fraction, seed=seed,
+        min_faithfulness=min_faithfulness,
+    )  # fmt: skip
     if as_json:
         console.out.print_json(summary.model_dump_json())
         return

@@ -49,13 +49,16 @@ def main() -> None:
     parser.add_argument("--eval-limit", type=int, default=None, help="Evaluate only the first N val pairs.")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-faithfulness", type=float, default=1.0, help="Drop pairs whose target drops words.")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     console.quiet_libraries()
 
     # 1. Dataset: VBench short → long pairs, split by prompt
     data = args.work / "data"
-    summary = build_dataset(data, pairs=(SHORT, LONG), val_fraction=0.1, seed=args.seed)
+    summary = build_dataset(
+        data, pairs=(SHORT, LONG), val_fraction=0.1, seed=args.seed, min_faithfulness=args.min_faithfulness
+    )
     print(f"dataset: {summary.counts['train']} train, {summary.counts['val']} val pairs ({summary.skipped})")
 
     # 2. Train (resuming when the adapter folder holds checkpoints)

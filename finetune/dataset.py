@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field, ValidationError
 from agent.trajectory import TrajectoryStore
 from graph_db.errors import InputFileError, RapoError
 from graph_db.importers import read_lines
+from tools import guards
 
 Split = Literal["train", "val"]
 SPLITS: tuple[Split, ...] = ("train", "val")
@@ -42,6 +43,7 @@ class DatasetSummary(BaseModel):
     val_fraction: float
     seed: int
     counts: dict[str, int] = Field(description="Pairs per split.")
+    min_faithfulness: float = Field(1.0, description="Least share of the input's content words a target keeps.")
     skipped: dict[str, int] = Field(description="Candidates left out, by reason.")
 
 
@@ -115,6 +117,18 @@ def pairs_from_files(short: Path, long: Path, skipped: dict[str, int]) -> list[P
     return pairs
 
 
+def drop_unfaithful(pairs: list[Pair], least: float, skipped: dict[str, int]) -> list[Pair]:
+    """The pairs whose target keeps at least `least` of the input's content words (guards.faithfulness).
+
+    A rewriter learns what its targets do: GPT-4o's VBench rewrites keep 0.82 of the input's content words on
+    average, and a model trained on all of them learns to drop the user's words.
+    """
+    kept = [p for p in pairs if guards.faithfulness(p.input, p.target) >= least]
+    for _ in range(len(pairs) - len(kept)):
+        _skip(skipped, "target drops input words")
+    return kept
+
+
 def dedupe(pairs: list[Pair], skipped: dict[str, int]) -> list[Pair]:
     """One pair per user prompt (case and spacing ignored): the largest gain wins, then the first seen."""
     best: dict[str, Pair] = {}
@@ -150,6 +164,7 @@ def build_dataset(
     margin: float = 0.01,
     val_fraction: float = 0.1,
     seed: int = 0,
+    min_faithfulness: float = 1.0,
 ) -> DatasetSummary:
     """Write `out/train.jsonl`, `out/val.jsonl` and `out/dataset.json`; raises RapoError when no pair survives."""
     # 1. Check inputs
@@ -161,7 +176,7 @@ def build_dataset(
     found = pairs_from_runs(list(runs or []), margin, skipped)
     if pairs:
         found += pairs_from_files(pairs[0], pairs[1], skipped)
-    kept = assign_splits(dedupe(found, skipped), val_fraction, seed)
+    kept = assign_splits(dedupe(drop_unfaithful(found, min_faithfulness, skipped), skipped), val_fraction, seed)
     if not kept:
         raise RapoError(f"no training pairs: every candidate was left out ({skipped or 'the inputs are empty'})")
 
@@ -169,6 +184,7 @@ def build_dataset(
     sources = [str(r) for r in runs or []] + ([str(pairs[0]), str(pairs[1])] if pairs else [])
     summary = DatasetSummary(
         out=str(out), sources=sources, margin=margin if runs else None, val_fraction=val_fraction, seed=seed,
+        min_faithfulness=min_faithfulness,
         counts={s: sum(p.split == s for p in kept) for s in SPLITS}, skipped=skipped,
     )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)

@@ -49,16 +49,16 @@ def test_pairs_keep_only_gains_above_margin_with_provenance(tmp_path):
 
 
 def test_dedupe_keeps_largest_gain_and_split_is_by_prompt(tmp_path):
-    rows = [(f"prompt number {i}", f"P{i}.", {"m": 0.2}, f"P{i} better.", {"m": 0.5}) for i in range(20)]
+    rows = [(f"prompt number {i}", f"P{i}.", {"m": 0.2}, f"Prompt number {i}, better.", {"m": 0.5}) for i in range(20)]
     write_run(tmp_path / "a", rows)
     # The same prompts again in a second run, with a bigger gain for prompt 0 (spacing and case differ)
-    write_run(tmp_path / "b", [("Prompt  number 0", "P0.", {"m": 0.1}, "P0 best.", {"m": 0.9})] + rows[1:], "r2")
+    write_run(tmp_path / "b", [("Prompt  number 0", "P0.", {"m": 0.1}, "Prompt number 0, best.", {"m": 0.9})] + rows[1:], "r2")
     summary = build_dataset(tmp_path / "data", runs=[tmp_path / "a", tmp_path / "b"], val_fraction=0.2, seed=3)
     assert summary.counts == {"train": 16, "val": 4} and summary.skipped == {"duplicate prompt": 20}
     train, val = read_pairs(tmp_path / "data", "train"), read_pairs(tmp_path / "data", "val")
     assert not {p.input.lower() for p in train} & {p.input.lower() for p in val}
     best0 = next(p for p in train + val if p.input.lower().split() == ["prompt", "number", "0"])
-    assert best0.target == "P0 best." and best0.source["run_dir"].endswith("b")
+    assert best0.target == "Prompt number 0, best." and best0.source["run_dir"].endswith("b")
     # The same seed gives the same split
     again = build_dataset(tmp_path / "data2", runs=[tmp_path / "a", tmp_path / "b"], val_fraction=0.2, seed=3)
     assert again.counts == summary.counts
@@ -67,13 +67,14 @@ def test_dedupe_keeps_largest_gain_and_split_is_by_prompt(tmp_path):
 
 def test_pairs_files(tmp_path):
     short, long = tmp_path / "s.txt", tmp_path / "l.txt"
-    short.write_text("a dog\na cat\n\na bird\n")
-    long.write_text("A dog runs.\nA cat sleeps.\n\nA bird flies.")  # no final newline
+    short.write_text("a dog\na cat\n\na bird\na red fox\n")
+    long.write_text("A dog runs.\nA cat sleeps.\n\nA bird flies.\nA wolf howls.")  # no final newline
     summary = build_dataset(tmp_path / "data", pairs=(short, long), val_fraction=0.3)
-    assert summary.counts == {"train": 2, "val": 1} and summary.skipped == {"blank line": 1}
+    assert summary.counts == {"train": 2, "val": 1}
+    assert summary.skipped == {"blank line": 1, "target drops input words": 1}
     assert read_pairs(tmp_path / "data", "val")[0].source["short"] == str(short)
-    long.write_text("A dog runs.\n")
-    with pytest.raises(RapoError, match="has 4 lines but .* has 1"):
+    long.write_text("A dog runs.\n")  # now 1 line against 5
+    with pytest.raises(RapoError, match="has 5 lines but .* has 1"):
         build_dataset(tmp_path / "data3", pairs=(short, long))
 
 
@@ -189,6 +190,7 @@ def test_trajectories_to_adapter_to_refine(tmp_path, embedder):
     assert tuned.returncode == 0, tuned.stderr
     base, tuned = json.loads(base.stdout), json.loads(tuned.stdout)
     assert base["models"]["adapter"] is None and tuned["models"]["adapter"] == str(adapter)
+    assert tuned["branch"] == "distilled" and base["branch"] != "distilled"
 
     def texts(r):
         return [c["text"] for c in r["candidates"]] + [x["text"] for x in r["rejected"]]

@@ -15,8 +15,9 @@ class ScriptedLLM:
 
     model_id, dtype = "scripted", "float32"
 
-    def __init__(self, answers: dict[str, list[str]]):
+    def __init__(self, answers: dict[str, list[str]], adapter_id: str | None = None):
         self.answers = answers
+        self.adapter_id = adapter_id
         self.calls: list[str] = []
 
     def load(self):
@@ -62,6 +63,19 @@ def test_every_candidate_rejected_gives_back_the_prompt(lookup):
     assert result.prompt == "a dog running on the beach"
     assert [r.reason for r in result.rejected] == ["empty", "empty"] + ["drops 'dog', 'running', 'beach'"] * 2
     assert {c.step for c in result.candidates} == {"input"}
+
+
+def test_an_adapter_makes_one_guarded_distilled_rewrite(lookup):
+    answer = "A dog running on the beach at sunset, waves rolling in, filmed from a low angle."
+    llm = ScriptedLLM({"style of video captions": ["a cat on a sofa", answer]}, adapter_id="mine")
+    result = Stage1(lookup, llm).run("a dog running on the beach")
+    assert llm.calls == ["style of video captions"] * 2  # the distill_rewrite template; no merge, no plain rewrite
+    assert result.prompt == answer and result.branch == "distilled" and result.candidates[0].step == "distill"
+    assert [r.reason for r in result.rejected] == ["drops 'dog', 'running', 'beach'"]
+    assert result.models["adapter"] == "mine" and result.models["templates"] == ["distill_rewrite@1"]
+
+    fallback = Stage1(lookup, ScriptedLLM({"style of video captions": [""]}, adapter_id="mine")).run("a dog")
+    assert fallback.prompt == "a dog" and fallback.candidates[0].step == "input" and "kept the input" in fallback.why
 
 
 @pytest.mark.parametrize(("prompt", "message"), [("   ", "prompt is empty"), ("x" * 10_000, "10000 characters")])

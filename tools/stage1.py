@@ -20,7 +20,8 @@ from tools.llm import ChatLLM, Decoding
 from tools.retrieval import GraphLookup, Modifier
 
 MAX_PROMPT_CHARS = 2000
-Branch = Literal["rapo", "naive"]
+Branch = Literal["rapo", "naive", "distilled"]
+DISTILL_TEMPLATE = "distill_rewrite"  # what a Stage 3 adapter was trained with (finetune/train.py)
 
 
 def check_prompt(prompt: str) -> str:
@@ -54,7 +55,9 @@ class Candidate(BaseModel):
 
     branch: Branch
     text: str
-    step: Literal["refactor", "augment", "naive", "input"] = Field(description="The step whose output this is.")
+    step: Literal["refactor", "augment", "naive", "distill", "input"] = Field(
+        description="The step whose output this is."
+    )
     score: float
     similarity: float = Field(description="Cosine similarity to the user's prompt.")
     length_fit: float = Field(description="min(words, target) / max(words, target).")
@@ -110,8 +113,13 @@ class Stage1:
             "decoding": self.settings.decoding.model_dump(),
             "embedder": self.lookup.embedder.model_id,
             "graph": {"location": self.lookup.store.location, "captions": meta.captions, "sources": len(meta.sources)},
-            "templates": [load_template(n).id for n in ("merge_modifier", "refactor_caption", "naive_rewrite")],
+            "templates": [load_template(n).id for n in self._templates()],
         }
+
+    def _templates(self) -> tuple[str, ...]:
+        if self.llm.adapter_id is not None:
+            return (DISTILL_TEMPLATE,)
+        return ("merge_modifier", "refactor_caption", "naive_rewrite")
 
     def load(self) -> float:
         """Load the embedder and the LLM if they are not loaded yet; returns the seconds it took."""
@@ -121,13 +129,19 @@ class Stage1:
         return time.perf_counter() - started
 
     def run(self, prompt: str, seed: int = 0) -> Stage1Result:
-        """Optimise one prompt. Raises PromptError for an empty or over-long prompt."""
+        """Optimise one prompt. Raises PromptError for an empty or over-long prompt.
+
+        With a Stage 3 adapter on the LLM, the distilled rewriter answers in one guarded call with the template it
+        was trained on, instead of retrieval, merge, refactor and the plain rewrite.
+        """
         # 1. Check inputs
         prompt = check_prompt(prompt)
         timings: dict[str, float] = {"load": self.load()}
         started = time.perf_counter()
         rejected: list[Rejection] = []
         step_seed = iter(range(seed * 1000, seed * 1000 + 1000))
+        if self.llm.adapter_id is not None:
+            return self._run_distilled(prompt, seed, next(step_seed), timings, started)
 
         # 2. Retrieve modifiers and pick at most one per kind, best first
         retrieval = self.lookup.retrieve(prompt, self.settings.top_k, self.settings.threshold)
@@ -190,6 +204,27 @@ class Stage1:
             settings=self.settings,
             models=self.models(),
         )
+
+    def _run_distilled(
+        self, prompt: str, seed: int, step_seed: int, timings: dict[str, float], started: float
+    ) -> Stage1Result:
+        rejected: list[Rejection] = []
+        t = time.perf_counter()
+        text = self._llm_step(DISTILL_TEMPLATE, dict(prompt=prompt), prompt, "", step_seed, rejected)
+        timings["distill"] = time.perf_counter() - t
+        entry = ("distilled", text, "distill") if text else ("distilled", prompt, "input")
+        candidate = self._score(prompt, "", [entry])[0]
+        timings["total"] = time.perf_counter() - started
+        why = (
+            f"the distilled rewriter ({self.llm.adapter_id}) answered in one call"
+            if text
+            else f"kept the input: the distilled rewriter's {len(rejected)} answers failed the guards"
+        )
+        return Stage1Result(
+            input=prompt, prompt=candidate.text, branch="distilled", why=why, candidates=[candidate], modifiers=[],
+            merged=[], scenes=[], rejected=rejected, timings={k: round(v, 4) for k, v in timings.items()}, seed=seed,
+            settings=self.settings, models=self.models(),
+        )  # fmt: skip
 
     def _llm_step(
         self, template: str, values: dict[str, str], source: str, must_add: str, seed: int, rejected: list[Rejection]
