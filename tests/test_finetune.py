@@ -52,7 +52,8 @@ def test_dedupe_keeps_largest_gain_and_split_is_by_prompt(tmp_path):
     rows = [(f"prompt number {i}", f"P{i}.", {"m": 0.2}, f"Prompt number {i}, better.", {"m": 0.5}) for i in range(20)]
     write_run(tmp_path / "a", rows)
     # The same prompts again in a second run, with a bigger gain for prompt 0 (spacing and case differ)
-    write_run(tmp_path / "b", [("Prompt  number 0", "P0.", {"m": 0.1}, "Prompt number 0, best.", {"m": 0.9})] + rows[1:], "r2")
+    better = ("Prompt  number 0", "P0.", {"m": 0.1}, "Prompt number 0, best.", {"m": 0.9})
+    write_run(tmp_path / "b", [better] + rows[1:], "r2")
     summary = build_dataset(tmp_path / "data", runs=[tmp_path / "a", tmp_path / "b"], val_fraction=0.2, seed=3)
     assert summary.counts == {"train": 16, "val": 4} and summary.skipped == {"duplicate prompt": 20}
     train, val = read_pairs(tmp_path / "data", "train"), read_pairs(tmp_path / "data", "val")
@@ -152,7 +153,15 @@ def test_adapter_of_another_model_is_refused(tmp_path, llm):
 
 @pytest.mark.slow
 def test_trajectories_to_adapter_to_refine(tmp_path, embedder):
-    # 1. Trajectories: written with the store the SSPO loop uses (a real `rapo optimize` run is minutes on 2 cores)
+    # 1. Trajectories: a real `rapo optimize` run with the tiny generator, plus a store written directly with more
+    #    pairs (more real prompts would take minutes of LLM time on 2 cores)
+    graph = build_small_graph(tmp_path / "g.sqlite", embedder)
+    real = ["a dog running on the beach", "a red car driving at night", "a chef chopping onions in a kitchen",
+            "a boat on a calm lake", "a cat playing with a ball", "a horse galloping in a field"]  # fmt: skip
+    (tmp_path / "prompts.txt").write_text("\n".join(real) + "\n")
+    proc = rapo("optimize", str(tmp_path / "prompts.txt"), "--out", str(tmp_path / "real"), "--graph", str(graph),
+                "--generator", "tiny-wan", "--critics", "temporal,imaging", "--max-iters", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
     subjects = ["a dog", "a red car", "two cats", "a chef", "a boat", "a horse", "an old man", "a child", "a bird",
                 "a train", "three ducks", "a dancer"]  # fmt: skip
     rows = [(s, f"{s.capitalize()}.", {"flow": 0.3, "imaging": 0.4}, f"{s.capitalize()} in a quiet street. {STYLE}",
@@ -161,9 +170,13 @@ def test_trajectories_to_adapter_to_refine(tmp_path, embedder):
 
     # 2. Dataset
     data = tmp_path / "data"
-    proc = rapo("finetune", "dataset", "--runs", str(tmp_path / "run"), "--out", str(data), "--val-fraction", "0.2")
+    proc = rapo("finetune", "dataset", "--runs", str(tmp_path / "real"), "--runs", str(tmp_path / "run"),
+                "--out", str(data), "--val-fraction", "0.2", "--margin", "0", "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    assert "9 train, 3 val pairs" in proc.stdout
+    pairs = read_pairs(data, "train") + read_pairs(data, "val")
+    from_real = [p for p in pairs if p.source["run_dir"] == str(tmp_path / "real")]
+    assert from_real and {p.input for p in from_real} <= set(real)  # the loop's best beat its first candidate
+    assert len(pairs) == len(from_real) + len(subjects)
 
     # 3. 20 LoRA steps on SmolLM2, then 2 more resumed from the checkpoint
     adapter = tmp_path / "adapter"
@@ -183,7 +196,6 @@ def test_trajectories_to_adapter_to_refine(tmp_path, embedder):
     assert json.loads(resumed.stdout)["resumed_from"].endswith("checkpoint-20")
 
     # 4. `rapo refine --adapter` loads it, records it, and answers differently from the base
-    graph = build_small_graph(tmp_path / "g.sqlite", embedder)
     refine = ("refine", "--json", "--seed", "1", "--graph", str(graph), "a dog running on the beach")
     base, tuned = rapo(*refine), rapo(*refine, "--adapter", str(adapter))
     assert base.returncode == 0, base.stderr

@@ -33,6 +33,11 @@ def graph(tmp_path_factory, embedder):
         (["--critics", "flow,optical"], "--critics: unknown critic(s) optical; choose from"),
         (["--threshold", "flow=1.5"], "--threshold 'flow=1.5': scores are in [0, 1]"),
         (["--threshold", "clip=0.5"], "--threshold 'clip=0.5': expected METRIC=VALUE with METRIC one of"),
+        (["--critics", "flow,vlm"], "--critics vlm needs --vlm openai:"),
+        (["--critics", "clip"], "--critics clip needs --clip PATH"),
+        (["--critics", "vlm", "--vlm", "openai:http://127.0.0.1:9/v1#judge"], "127.0.0.1:9/v1 cannot be reached"),
+        (["--controller", "llm"], "--controller llm needs a served model with tool calling"),
+        (["--controller", "smart"], "--controller 'smart': choose policy or llm"),
     ],
 )
 def test_bad_options_fail_before_any_work(tmp_path, args, message):
