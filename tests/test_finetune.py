@@ -156,11 +156,12 @@ def test_trajectories_to_adapter_to_refine(tmp_path, embedder):
     # 1. Trajectories: a real `rapo optimize` run with the tiny generator, plus a store written directly with more
     #    pairs (more real prompts would take minutes of LLM time on 2 cores)
     graph = build_small_graph(tmp_path / "g.sqlite", embedder)
-    real = ["a dog running on the beach", "a red car driving at night", "a chef chopping onions in a kitchen",
-            "a boat on a calm lake", "a cat playing with a ball", "a horse galloping in a field"]  # fmt: skip
+    real = ["a dog running on the beach", "a red car driving at night", "a boat on a calm lake",
+            "a horse galloping in a field"]  # fmt: skip
     (tmp_path / "prompts.txt").write_text("\n".join(real) + "\n")
     proc = rapo("optimize", str(tmp_path / "prompts.txt"), "--out", str(tmp_path / "real"), "--graph", str(graph),
-                "--generator", "tiny-wan", "--critics", "temporal,imaging", "--max-iters", "1")  # fmt: skip
+                "--generator", "tiny-wan", "--critics", "temporal,imaging", "--max-iters", "1", "--candidates", "1",
+                timeout=1200)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     subjects = ["a dog", "a red car", "two cats", "a chef", "a boat", "a horse", "an old man", "a child", "a bird",
                 "a train", "three ducks", "a dancer"]  # fmt: skip
