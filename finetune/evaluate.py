@@ -8,17 +8,23 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from finetune.dataset import read_pairs
+from finetune.dataset import Pair, read_pairs
 from finetune.train import TEMPLATE, check_adapter_matches, resolve_base
 from graph_db.embeddings import Embedder
 from graph_db.errors import RapoError
 from prompts.loader import load_template
 from tools import guards
 from tools.llm import Decoding, LocalLLM
+from tools.stage1 import DISTILL_MAX_WORDS
 
 # Greedy, with the mild repetition controls small models need (tools/llm.py's notes).
 EVAL_DECODING = Decoding(max_new_tokens=128, temperature=0.0, repetition_penalty=1.1, no_repeat_ngram_size=3)
 METRICS = ("similarity", "rouge_l", "faithfulness", "words")
+# "adapter+guards" is what `rapo refine --adapter` gives: the adapter's answer where it passes Stage 1's guards (no
+# dropped content word, no chat artefact, no loop, at most DISTILL_MAX_WORDS), else the input. Stage 1 also retries
+# once at a higher temperature before it gives up, so this is a lower bound on what the person gets.
+# "input" is the user's prompt unchanged: the floor any rewriter must beat on similarity to the targets.
+MODELS = ("input", "base", "adapter", "adapter+guards")
 
 
 def lcs_length(a: list[str], b: list[str]) -> int:
@@ -92,15 +98,30 @@ def evaluate(
         with model.disable_adapter():
             base_text = guards.clean(llm.generate(messages, i, EVAL_DECODING).text)
         tuned_text = guards.clean(llm.generate(messages, i, EVAL_DECODING).text)
-        outputs.append({"base": base_text, "adapter": tuned_text})
+        kept = guards.check(pair.input, tuned_text, DISTILL_MAX_WORDS) is None
+        outputs.append(
+            {"input": pair.input, "base": base_text, "adapter": tuned_text,
+             "adapter+guards": tuned_text if kept else pair.input}
+        )  # fmt: skip
 
     # 3. Score
+    rows, means = score(pairs, outputs, embedder)
+    return EvalReport(
+        data=str(data), adapter=str(adapter), base=str(base_path), template=template.id, decoding=EVAL_DECODING,
+        pairs=len(pairs), means=means, rows=rows, seconds=round(time.perf_counter() - started, 2),
+    )  # fmt: skip
+
+
+def score(
+    pairs: list[Pair], outputs: list[dict[str, str]], embedder: Embedder
+) -> tuple[list[Row], dict[str, dict[str, float]]]:
+    """Every model's answers against the targets: the rows, and model → metric → mean."""
     targets = embedder.encode([p.target for p in pairs])  # (N, dim), unit-norm
-    rows, sums = [], {m: dict.fromkeys(METRICS, 0.0) for m in ("base", "adapter")}
-    answers = {m: embedder.encode([o[m] or " " for o in outputs]) for m in ("base", "adapter")}  # (N, dim) each
+    rows, sums = [], {m: dict.fromkeys(METRICS, 0.0) for m in MODELS}
+    answers = {m: embedder.encode([o[m] or " " for o in outputs]) for m in MODELS}  # (N, dim) each
     for i, (pair, out) in enumerate(zip(pairs, outputs, strict=True)):
         metrics = {}
-        for m in ("base", "adapter"):
+        for m in MODELS:
             metrics[m] = {
                 "similarity": round(float(answers[m][i] @ targets[i]), 4),
                 "rouge_l": round(rouge_l(out[m], pair.target), 4),
@@ -112,10 +133,7 @@ def evaluate(
         rows.append(Row(input=pair.input, target=pair.target, outputs=out, metrics=metrics))
     means = {m: {k: round(v / len(pairs), 4) for k, v in s.items()} for m, s in sums.items()}
     means["target"] = {"words": round(sum(len(p.target.split()) for p in pairs) / len(pairs), 2)}
-    return EvalReport(
-        data=str(data), adapter=str(adapter), base=str(base_path), template=template.id, decoding=EVAL_DECODING,
-        pairs=len(pairs), means=means, rows=rows, seconds=round(time.perf_counter() - started, 2),
-    )  # fmt: skip
+    return rows, means
 
 
 def write_report(report: EvalReport, out: Path) -> None:
@@ -131,7 +149,7 @@ def table_rows(report: EvalReport) -> list[tuple[str, ...]]:
     """(model, similarity, ROUGE-L, faithfulness, words) rows for a printed table; the target's length last."""
     rows = [
         (m, *(f"{report.means[m][k]:.3f}" if k != "words" else f"{report.means[m][k]:.1f}" for k in METRICS))
-        for m in ("base", "adapter")
+        for m in MODELS
     ]
     rows.append(("target", "1.000", "1.000", "", f"{report.means['target']['words']:.1f}"))
     return rows

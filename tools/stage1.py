@@ -22,6 +22,9 @@ from tools.retrieval import GraphLookup, Modifier
 MAX_PROMPT_CHARS = 2000
 Branch = Literal["rapo", "naive", "distilled"]
 DISTILL_TEMPLATE = "distill_rewrite"  # what a Stage 3 adapter was trained with (finetune/train.py)
+# A distilled rewriter writes prompts as long as its targets (VBench's GPT-4o rewrites: about 100 words).
+DISTILL_MAX_WORDS = 160
+DISTILL_MAX_NEW_TOKENS = 224
 
 
 def check_prompt(prompt: str) -> str:
@@ -210,7 +213,10 @@ class Stage1:
     ) -> Stage1Result:
         rejected: list[Rejection] = []
         t = time.perf_counter()
-        text = self._llm_step(DISTILL_TEMPLATE, dict(prompt=prompt), prompt, "", step_seed, rejected)
+        decoding = self.settings.decoding.model_copy(update={"max_new_tokens": DISTILL_MAX_NEW_TOKENS})
+        text = self._llm_step(
+            DISTILL_TEMPLATE, dict(prompt=prompt), prompt, "", step_seed, rejected, decoding, DISTILL_MAX_WORDS
+        )
         timings["distill"] = time.perf_counter() - t
         entry = ("distilled", text, "distill") if text else ("distilled", prompt, "input")
         candidate = self._score(prompt, "", [entry])[0]
@@ -227,11 +233,20 @@ class Stage1:
         )  # fmt: skip
 
     def _llm_step(
-        self, template: str, values: dict[str, str], source: str, must_add: str, seed: int, rejected: list[Rejection]
+        self,
+        template: str,
+        values: dict[str, str],
+        source: str,
+        must_add: str,
+        seed: int,
+        rejected: list[Rejection],
+        decoding: Decoding | None = None,
+        max_words: int | None = None,
     ) -> str | None:
         """Ask the LLM up to `attempts` times; the first answer that passes the guards, else None."""
         messages = load_template(template).messages(**values)
-        decoding = self.settings.decoding
+        decoding = decoding or self.settings.decoding
+        max_words = max_words or self.settings.max_words
         for attempt in range(self.settings.attempts):
             sample_seed = seed * 10 + attempt
             # A retry at the same low temperature tends to repeat the rejected answer: warm it up.
@@ -240,7 +255,7 @@ class Stage1:
             text = guards.clean(out.text)
             if out.new_tokens >= decoding.max_new_tokens:
                 text = guards.trim_unfinished(text)
-            reason = guards.check(source, text, self.settings.max_words, must_add)
+            reason = guards.check(source, text, max_words, must_add)
             if reason is None:
                 return text
             rejected.append(
