@@ -72,13 +72,12 @@ def optimize_cmd(
           --height 480 --width 832 --steps 20 --threshold flow=0.6
     """
     # Imported here: torch, diffusers and LangGraph take seconds to import, and other commands need none of them.
-    from agent.context import Context, SSPOConfig
+    from agent.context import Context, SSPOConfig, make_tools
     from agent.controllers import PolicyController
     from agent.optimize import open_run, optimize, read_prompt_list
     from agent.refine import stage1_pipeline
     from tools.critics.registry import make_critic
     from tools.generator import GenerationParams, VideoGenerator
-    from tools.lc_tools import critic_tool, generate_video_tool, graph_lookup_tool, refine_prompt_tool
     from tools.revise import PromptReviser
 
     # 1. Check everything before any work: prompts, critics, thresholds, model paths, graph
@@ -105,19 +104,12 @@ def optimize_cmd(
     # 2. Run
     ctx = Context(
         config=config,
-        tools={
-            t.name: t
-            for t in [
-                refine_prompt_tool(stage1), graph_lookup_tool(stage1.lookup),
-                generate_video_tool(video_generator, config.params, out),
-                *(critic_tool(c) for c in critic_objects),
-            ]
-        },
+        tools=make_tools(stage1, critic_objects, video_generator, config.params, out),
         critics=names,
         reviser=PromptReviser(stage1.llm),
         controller=PolicyController(),
         run_dir=out,
-    )  # fmt: skip
+    )
     rows = optimize(prompts, info, ctx)
     done = sum(r["status"] == "done" for r in rows)
     console.err.print(f"{done}/{len(rows)} prompts done; best prompts in {out / 'best_prompts.jsonl'}", markup=False)
