@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from agent import console
+from agent.cli_chat import chat_cmd
 from agent.cli_finetune import finetune_app
 from agent.cli_graph import graph_app
 from agent.cli_optimize import optimize_cmd, runs_app
@@ -28,6 +29,7 @@ app.add_typer(graph_app, name="graph")
 app.add_typer(runs_app, name="runs")
 app.command("optimize")(optimize_cmd)
 app.add_typer(finetune_app, name="finetune")
+app.command("chat")(chat_cmd)
 
 
 @app.command()
