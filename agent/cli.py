@@ -13,6 +13,7 @@ from agent.cli_chat import chat_cmd
 from agent.cli_finetune import finetune_app
 from agent.cli_graph import graph_app
 from agent.cli_optimize import optimize_cmd, runs_app
+from agent.cli_ui import ui_cmd
 from agent.options import AdapterOpt, GraphOpt, LlmOpt, SeedOpt, open_graph
 from agent.refine import read_prompts, refine_file, stage1_pipeline
 from agent.settings import Settings
@@ -30,6 +31,7 @@ app.add_typer(runs_app, name="runs")
 app.command("optimize")(optimize_cmd)
 app.add_typer(finetune_app, name="finetune")
 app.command("chat")(chat_cmd)
+app.command("ui")(ui_cmd)
 
 
 @app.command()

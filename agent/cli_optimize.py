@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.table import Table
 
 from agent import console
-from agent.options import AdapterOpt, GraphOpt, LlmOpt, SeedOpt, open_graph
+from agent.options import AdapterOpt, GraphOpt, JsonOpt, LlmOpt, SeedOpt, open_graph
 from agent.settings import Settings
 from graph_db.errors import RapoError
 from tools.critics.registry import CRITIC_NAMES
@@ -152,20 +152,29 @@ def list_runs(run_dirs: Annotated[list[Path], typer.Argument(help="Run dirs.")])
 
 
 @runs_app.command()
-def show(run_dir: RunDir) -> None:
-    """Show every prompt's rounds: candidates, scores and why the loop stopped.
+def show(run_dir: RunDir, as_json: JsonOpt = False) -> None:
+    """Show every prompt's rounds: candidates, scores, videos, tool time and why the loop stopped.
 
-    Example:
+    Examples:
       rapo runs show runs/tonight
+      rapo runs show runs/tonight --json     # the data of `rapo ui`'s run page
     """
     store, run_id = _open(run_dir)
+    if as_json:
+        from agent.runs_view import detail_json, run_detail
+
+        store.close()
+        console.out.print_json(data=detail_json(run_detail(0, run_dir)))
+        return
     for row in store.prompts(run_id):
         table = Table(
             title=f"#{row.prompt_id} [{row.status}] {row.input} -> {row.best_prompt} ({row.stop_reason or row.error})"
         )
         evaluations = store.evaluations(run_id, row.prompt_id)
         metrics = sorted({m for e in evaluations for m in e.scores})
-        for column in ("round", "#", "prompt", *metrics, "best"):
+        calls = store.tool_calls(run_id, row.prompt_id)
+        table.caption = f"{len(calls)} tool calls, {sum(c.seconds for c in calls):.2f} s"
+        for column in ("round", "#", "prompt", *metrics, "video", "best"):
             table.add_column(column)
         for e in evaluations:
             best = "*" if e.prompt == row.best_prompt and e.scores == (row.best_scores or {}) else ""
@@ -174,6 +183,7 @@ def show(run_dir: RunDir) -> None:
                 str(e.index),
                 e.prompt,
                 *(f"{e.scores.get(m, float('nan')):.3f}" for m in metrics),
+                e.video or e.error or "",
                 best,
             )
         console.out.print(table)
@@ -181,16 +191,33 @@ def show(run_dir: RunDir) -> None:
 
 
 @runs_app.command()
-def export(run_dir: RunDir, out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write.")]) -> None:
-    """Write the best prompt of every prompt, one JSON line each, in input order.
+def export(
+    run_dir: RunDir,
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    format_: Annotated[
+        Literal["jsonl", "vbench"],
+        typer.Option("--format", help="jsonl: one JSON object a prompt; vbench: one prompt a line (VBench's .txt)."),
+    ] = "jsonl",
+) -> None:
+    """Write the best prompt of every prompt, one line each, in input order.
 
-    Example:
+    A prompt with no best prompt (failed or not done) is written as its input in `vbench` format, so that
+    line N is always prompt N; the command says how many.
+
+    Examples:
       rapo runs export runs/tonight --out best.jsonl
+      rapo runs export runs/tonight --out best.txt --format vbench
     """
     store, run_id = _open(run_dir)
     rows = store.prompts(run_id)
     store.close()
+    if format_ == "jsonl":
+        lines = [r.model_dump_json() for r in rows]
+    else:
+        lines = [" ".join((r.best_prompt or r.input).split()) for r in rows]  # one line each, whatever the LLM wrote
     partial = out.with_name(out.name + ".partial")
-    partial.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
+    partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     partial.replace(out)
-    console.err.print(f"wrote {len(rows)} prompts to {out}", markup=False)
+    missing = sum(r.best_prompt is None for r in rows)
+    note = f" ({missing} without a best prompt: written as their input)" if missing and format_ == "vbench" else ""
+    console.err.print(f"wrote {len(rows)} prompts to {out}{note}", markup=False)
