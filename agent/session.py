@@ -16,7 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Literal
 
-from langgraph.types import Command
+from langgraph.types import Command, StateSnapshot
 from pydantic import BaseModel, Field
 
 from agent.chat_graph import builder
@@ -230,7 +230,7 @@ class ChatSession:
             self._touch()
             return self.view()
 
-    def _waiting(self) -> list:
+    def _waiting(self) -> list[tuple[StateSnapshot, ChatState]]:
         """(snapshot, state) for every checkpoint of the current branch that waits at `human`, oldest first."""
         history = {
             s.config["configurable"]["checkpoint_id"]: s for s in self.store.graph.get_state_history(self.config)

@@ -24,7 +24,6 @@ from tools.revise import PromptReviser
 from tools.stage1 import Stage1, Stage1Settings
 
 PROMPT = "a dog running on the beach"
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +32,9 @@ def graph(tmp_path_factory, embedder):
 
 
 def chat_context(graph, embedder, llm, home) -> Context:
-    stage1 = Stage1(GraphLookup(open_store(graph), embedder), llm, Stage1Settings(threshold=0.2, max_modifiers=1))
+    stage1 = Stage1(
+        GraphLookup(open_store(graph), embedder), llm, Stage1Settings(threshold=0.2, max_modifiers=1, attempts=1)
+    )
     config = SSPOConfig(candidates=2)
     critics = [make_critic("temporal"), make_critic("imaging")]
     return Context(
@@ -46,6 +47,7 @@ def chat_context(graph, embedder, llm, home) -> Context:
     )
 
 
+@pytest.mark.slow
 def test_a_session_through_its_interrupts_is_persisted_and_resumes(tmp_path, graph, embedder, llm):
     home = tmp_path / "chat"
     ctx = chat_context(graph, embedder, llm, home)
@@ -117,6 +119,7 @@ def test_a_session_through_its_interrupts_is_persisted_and_resumes(tmp_path, gra
     assert any(len(v.get("turns", [])) == 5 for v in states), "the undone branch is still in the history"
 
 
+@pytest.mark.slow
 def test_the_terminal_chat_resumes_a_session_by_id(tmp_path, graph):
     home = tmp_path / "chat"
     base = [*RAPO, "chat", "--home", str(home)]
@@ -141,3 +144,16 @@ def test_the_terminal_chat_resumes_a_session_by_id(tmp_path, graph):
     assert session in listed.stdout and "accepted" in listed.stdout
     unknown = subprocess.run([*base, "--session", "00000000"], capture_output=True, text=True, timeout=600)
     assert unknown.returncode == 2 and unknown.stderr.strip().startswith("error: no chat session '00000000'")
+
+
+def test_stage1_merges_pinned_and_never_banned_modifiers(graph, embedder):
+    from tests.test_sspo import ANSWERS
+    from tests.test_stage1 import ScriptedLLM
+
+    stage1 = Stage1(GraphLookup(open_store(graph), embedder), ScriptedLLM(ANSWERS), Stage1Settings(threshold=0.2))
+    assert stage1.run(PROMPT).merged[0] == "running along the shoreline"
+    result = stage1.run(PROMPT, pin=["gentle sea breeze"], ban=["running along the shoreline"])
+    assert result.merged[0] == "gentle sea breeze" and "running along the shoreline" not in result.merged
+    assert "running along the shoreline" in [m.text for m in result.modifiers]  # still offered, to unban by undo
+    with pytest.raises(ValueError, match="not among the retrieved modifiers"):
+        stage1.run(PROMPT, pin=["a purple elephant"])

@@ -118,6 +118,7 @@ def screenshot(driver, tmp_path: Path, name: str, full_height: bool = True) -> P
     return path
 
 
+@pytest.mark.browser
 def test_run_page_in_a_browser_shows_iterations_playing_videos_and_a_chart(run_dir, browser, tmp_path):
     server = Server("--runs", str(run_dir), "--no-chat")
     try:
@@ -196,6 +197,7 @@ def test_ui_refuses_a_dir_that_is_not_a_run(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.browser
 def test_chat_page_drives_a_session_in_the_browser(graph, browser, tmp_path):
     server = Server("--home", str(tmp_path / "chat"), "--graph", str(graph), "--generator", "tiny-wan",
                     "--critics", "temporal,imaging")  # fmt: skip
@@ -213,6 +215,11 @@ def test_chat_page_drives_a_session_in_the_browser(graph, browser, tmp_path):
         wait(lambda d: d.execute_script(f"return {video}.readyState >= 2 && !{video}.paused"), 30)
         screenshot(browser, tmp_path, "chat-page.png")
 
+        # Pin a modifier: Stage 1 runs again, in another request (the server keeps chat work on one thread)
+        [pin] = [b for b in browser.find_elements("css selector", "#session button") if b.text == "pin"]
+        pin.click()
+        wait(lambda d: "pinned" in [f.text for f in d.find_elements("css selector", ".flag")])
+
         # Undo to the start, then accept: the same session API, persisted
         browser.find_elements("css selector", "button.undo")[0].click()
         wait(lambda d: not d.find_elements("css selector", "#candidates video"), 60)
@@ -229,3 +236,18 @@ def _wait(driver, condition, seconds: float):
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, seconds).until(condition)
+
+
+def test_runs_export_vbench_and_show_json(run_dir, tmp_path):
+    out = tmp_path / "best.txt"
+    exported = rapo("runs", "export", str(run_dir), "--out", str(out), "--format", "vbench")
+    assert exported.returncode == 0, exported.stderr
+    best = [json.loads(line)["best_prompt"] for line in (run_dir / "best_prompts.jsonl").read_text().splitlines()]
+    assert out.read_text().splitlines() == best and len(best) == len(PROMPTS)
+    shown = rapo("runs", "show", str(run_dir), "--json")
+    assert shown.returncode == 0, shown.stderr
+    detail = json.loads(shown.stdout)
+    assert [p["row"]["input"] for p in detail["prompts"]] == PROMPTS
+    assert [len(p["rounds"]) for p in detail["prompts"]] == [2, 2]
+    table = rapo("runs", "show", str(run_dir))
+    assert "tool calls" in table.stdout and "videos/" in table.stdout

@@ -8,7 +8,7 @@ Only files inside the given run dirs and the chat home are ever served.
 from __future__ import annotations
 
 import hmac
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel
 
+from agent.context import Context
 from agent.runs_view import detail_json, run_detail, run_summary
 from agent.session import ChatSession, ChatSettings, ChatStore, ChatView, chat_context
 from agent.state import Turn
@@ -49,34 +50,52 @@ def inside(root: Path, relative: str) -> Path:
 
 
 class ChatService:
-    """Chat sessions for the web: one context per distinct settings (models load once), one lock per session."""
+    """Chat sessions for the web: one context per distinct settings (models load once).
+
+    All chat work runs on one worker thread: the graph store and the models are opened there and SQLite
+    connections must stay on the thread that made them; the LLM runs one call at a time anyway.
+    """
 
     def __init__(self, home: Path, settings: ChatSettings) -> None:
         self.store = ChatStore(home)
         self.settings = settings
-        self._contexts: dict[str, object] = {}
+        self._contexts: dict[str, Context] = {}
         self._sessions: dict[str, ChatSession] = {}
-        self._lock = threading.Lock()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rapo-chat")
 
-    def _context(self, settings: ChatSettings):  # noqa: ANN202 - agent.context.Context
+    def _context(self, settings: ChatSettings) -> Context:
         key = settings.model_dump_json()
-        with self._lock:
-            if key not in self._contexts:
-                self._contexts[key] = chat_context(settings, self.store.home)
-            return self._contexts[key]
+        if key not in self._contexts:
+            self._contexts[key] = chat_context(settings, self.store.home)
+        return self._contexts[key]
 
-    def create(self, prompt: str) -> ChatView:
-        """Start a session with the server's settings."""
-        session = self.store.create(prompt, self.settings, self._context(self.settings))
-        self._sessions[session.info.id] = session
-        return session.view()
-
-    def get(self, session_id: str) -> ChatSession:
-        """An open session object, reopened from the store when needed."""
+    def _session(self, session_id: str) -> ChatSession:
         if session_id not in self._sessions:
             info = self.store.info(session_id)
             self._sessions[session_id] = self.store.open(session_id, self._context(info.settings))
         return self._sessions[session_id]
+
+    def create(self, prompt: str) -> ChatView:
+        """Start a session with the server's settings."""
+
+        def start() -> ChatView:
+            session = self.store.create(prompt, self.settings, self._context(self.settings))
+            self._sessions[session.info.id] = session
+            return session.view()
+
+        return self._worker.submit(start).result()
+
+    def view(self, session_id: str) -> ChatView:
+        """A session's view."""
+        return self._worker.submit(lambda: self._session(session_id).view()).result()
+
+    def send(self, session_id: str, turn: Turn) -> ChatView:
+        """Apply a turn to a session."""
+        return self._worker.submit(lambda: self._session(session_id).send(turn)).result()
+
+    def undo(self, session_id: str, step: int) -> ChatView:
+        """Take a session back to a step."""
+        return self._worker.submit(lambda: self._session(session_id).undo(step)).result()
 
 
 def create_app(run_dirs: list[Path], chat: ChatService | None, token: str | None = None) -> FastAPI:
@@ -157,15 +176,15 @@ def create_app(run_dirs: list[Path], chat: ChatService | None, token: str | None
 
     @app.get("/api/chat/sessions/{session_id}")
     def session_view(session_id: str) -> ChatView:
-        return chat.get(session_id).view()
+        return chat.view(session_id)
 
     @app.post("/api/chat/sessions/{session_id}/turn")
     def turn(session_id: str, body: Turn) -> ChatView:
-        return chat.get(session_id).send(body)
+        return chat.send(session_id, body)
 
     @app.post("/api/chat/sessions/{session_id}/undo")
     def undo(session_id: str, body: Undo) -> ChatView:
-        return chat.get(session_id).undo(body.step)
+        return chat.undo(session_id, body.step)
 
     @app.get("/chat/", include_in_schema=False)
     def chat_slash() -> RedirectResponse:
