@@ -65,9 +65,8 @@ function render(view) {
   const table = el("table", {}, el("tr", {}, el("th", {}, "kind"), el("th", {}, "modifier"), el("th", {}, "similarity"), el("th", {}, "")));
   for (const m of view.modifiers) {
     const flags = ["merged", "pinned", "banned"].filter((f) => m[f]).map((f) => el("span", {class: "flag"}, f));
-    const actions = view.status === "open" ? [
-      el("button", {onclick: () => send({action: "pin", text: m.text})}, "pin"),
-      el("button", {onclick: () => send({action: "ban", text: m.text})}, "ban")] : [];
+    const actions = view.status !== "open" ? [] : ["pin", "ban"].filter((a) => !m[`${a}ned`]).map((a) =>
+      el("button", {onclick: () => send({action: a, text: m.text})}, a));
     table.append(el("tr", {}, el("td", {}, m.kind), el("td", {}, m.text, ...flags), el("td", {class: "num"}, m.score.toFixed(2)), el("td", {}, ...actions)));
   }
   modifiers.append(table);
