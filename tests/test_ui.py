@@ -209,8 +209,7 @@ def test_chat_page_drives_a_session_in_the_browser(graph, browser, tmp_path):
         wait(lambda d: d.find_elements("css selector", "#candidates .candidate"))
         browser.find_element("css selector", "button.generate").click()
         wait(lambda d: d.find_elements("css selector", "#candidates video"))
-        scores = browser.find_elements("css selector", "#candidates .score")
-        assert {s.text.split()[0] for s in scores} == {"temporal", "imaging"}
+        assert {s.split()[0] for s in text_of(browser, "#candidates .score").splitlines()} == {"temporal", "imaging"}
         video = "document.querySelector('#candidates video')"
         wait(lambda d: d.execute_script(f"return {video}.readyState >= 2 && !{video}.paused"), 30)
         screenshot(browser, tmp_path, "chat-page.png")
@@ -218,18 +217,26 @@ def test_chat_page_drives_a_session_in_the_browser(graph, browser, tmp_path):
         # Pin a modifier: Stage 1 runs again, in another request (the server keeps chat work on one thread)
         [pin] = [b for b in browser.find_elements("css selector", "#session button") if b.text == "pin"]
         pin.click()
-        wait(lambda d: "pinned" in [f.text for f in d.find_elements("css selector", ".flag")])
+        wait(lambda d: "pinned" in text_of(d, ".flag"))
 
         # Undo to the start, then accept: the same session API, persisted
         browser.find_elements("css selector", "button.undo")[0].click()
-        wait(lambda d: not d.find_elements("css selector", "#candidates video"), 60)
-        first = browser.find_element("css selector", "#candidates .text").text
+        wait(lambda d: d.execute_script("return document.querySelectorAll('#session ol li').length") == 1, 60)
+        assert "pinned" not in text_of(browser, ".flag")
+        first = text_of(browser, "#candidates .text").splitlines()[0]
         browser.find_element("css selector", "button.accept").click()
-        wait(lambda d: "accepted" in d.find_element("css selector", "#session").text, 60)
+        wait(lambda d: "accepted" in text_of(d, "#session"), 60)
         [session] = json.loads(get(server.base + "/api/chat/sessions")[1])
         assert session["status"] == "accepted" and session["accepted"] == first
     finally:
         server.stop()
+
+
+def text_of(driver, selector: str) -> str:
+    """The text of every element matching `selector`, a line each, read in one script (the page re-renders)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent).join('\\n')", selector
+    )
 
 
 def _wait(driver, condition, seconds: float):

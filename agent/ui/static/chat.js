@@ -28,7 +28,8 @@ async function listSessions() {
 
 function render(view) {
   if (!view) return;
-  location.hash = view.session;
+  // replaceState, not location.hash: a hashchange would fetch and render the same view a second time.
+  if (location.hash.slice(1) !== view.session) history.replaceState(null, "", `#${view.session}`);
   const send = async (turn) => render(await api(`/api/chat/sessions/${view.session}/turn`, turn));
   const root = $("#session");
   const head = el("div", {class: "card"}, el("h2", {}, `Session ${view.session}: ${view.input}`),
