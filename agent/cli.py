@@ -9,9 +9,11 @@ from typing import Annotated
 import typer
 
 from agent import console
+from agent.cli_chat import chat_cmd
 from agent.cli_finetune import finetune_app
 from agent.cli_graph import graph_app
 from agent.cli_optimize import optimize_cmd, runs_app
+from agent.cli_ui import ui_cmd
 from agent.options import AdapterOpt, GraphOpt, LlmOpt, SeedOpt, open_graph
 from agent.refine import read_prompts, refine_file, stage1_pipeline
 from agent.settings import Settings
@@ -28,6 +30,8 @@ app.add_typer(graph_app, name="graph")
 app.add_typer(runs_app, name="runs")
 app.command("optimize")(optimize_cmd)
 app.add_typer(finetune_app, name="finetune")
+app.command("chat")(chat_cmd)
+app.command("ui")(ui_cmd)
 
 
 @app.command()

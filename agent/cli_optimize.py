@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.table import Table
 
 from agent import console
-from agent.options import AdapterOpt, GraphOpt, LlmOpt, SeedOpt, open_graph
+from agent.options import AdapterOpt, GraphOpt, JsonOpt, LlmOpt, SeedOpt, open_graph
 from agent.settings import Settings
 from graph_db.errors import RapoError
 from tools.critics.registry import CRITIC_NAMES
@@ -81,13 +81,12 @@ def optimize_cmd(
           --height 480 --width 832 --steps 20 --threshold flow=0.6
     """
     # Imported here: torch, diffusers and LangGraph take seconds to import, and other commands need none of them.
-    from agent.context import Context, SSPOConfig
+    from agent.context import Context, SSPOConfig, make_tools
     from agent.controllers import LLMController, PolicyController
     from agent.optimize import open_run, optimize, read_prompt_list
     from agent.refine import stage1_pipeline
     from tools.critics.registry import make_critic
     from tools.generator import GenerationParams, VideoGenerator
-    from tools.lc_tools import critic_tool, generate_video_tool, graph_lookup_tool, refine_prompt_tool
     from tools.revise import PromptReviser
 
     # 1. Check everything before any work: prompts, critics, thresholds, model paths, graph
@@ -118,14 +117,7 @@ def optimize_cmd(
     # 2. Run
     ctx = Context(
         config=config,
-        tools={
-            t.name: t
-            for t in [
-                refine_prompt_tool(stage1), graph_lookup_tool(stage1.lookup),
-                generate_video_tool(video_generator, config.params, out),
-                *(critic_tool(c) for c in critic_objects),
-            ]
-        },
+        tools=make_tools(stage1, critic_objects, video_generator, config.params, out),
         critics=names,
         reviser=PromptReviser(stage1.llm),
         controller=(
@@ -134,7 +126,7 @@ def optimize_cmd(
             else PolicyController()
         ),
         run_dir=out,
-    )  # fmt: skip
+    )
     rows = optimize(prompts, info, ctx)
     done = sum(r["status"] == "done" for r in rows)
     console.err.print(f"{done}/{len(rows)} prompts done; best prompts in {out / 'best_prompts.jsonl'}", markup=False)
@@ -193,20 +185,29 @@ def list_runs(run_dirs: Annotated[list[Path], typer.Argument(help="Run dirs.")])
 
 
 @runs_app.command()
-def show(run_dir: RunDir) -> None:
-    """Show every prompt's rounds: candidates, scores and why the loop stopped.
+def show(run_dir: RunDir, as_json: JsonOpt = False) -> None:
+    """Show every prompt's rounds: candidates, scores, videos, tool time and why the loop stopped.
 
-    Example:
+    Examples:
       rapo runs show runs/tonight
+      rapo runs show runs/tonight --json     # the data of `rapo ui`'s run page
     """
     store, run_id = _open(run_dir)
+    if as_json:
+        from agent.runs_view import detail_json, run_detail
+
+        store.close()
+        console.out.print_json(data=detail_json(run_detail(0, run_dir)))
+        return
     for row in store.prompts(run_id):
         table = Table(
             title=f"#{row.prompt_id} [{row.status}] {row.input} -> {row.best_prompt} ({row.stop_reason or row.error})"
         )
         evaluations = store.evaluations(run_id, row.prompt_id)
         metrics = sorted({m for e in evaluations for m in e.scores})
-        for column in ("round", "#", "prompt", *metrics, "best"):
+        calls = store.tool_calls(run_id, row.prompt_id)
+        table.caption = f"{len(calls)} tool calls, {sum(c.seconds for c in calls):.2f} s"
+        for column in ("round", "#", "prompt", *metrics, "video", "best"):
             table.add_column(column)
         for e in evaluations:
             best = "*" if e.prompt == row.best_prompt and e.scores == (row.best_scores or {}) else ""
@@ -215,6 +216,7 @@ def show(run_dir: RunDir) -> None:
                 str(e.index),
                 e.prompt,
                 *(f"{e.scores.get(m, float('nan')):.3f}" for m in metrics),
+                e.video or e.error or "",
                 best,
             )
         console.out.print(table)
@@ -222,16 +224,33 @@ def show(run_dir: RunDir) -> None:
 
 
 @runs_app.command()
-def export(run_dir: RunDir, out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write.")]) -> None:
-    """Write the best prompt of every prompt, one JSON line each, in input order.
+def export(
+    run_dir: RunDir,
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write.")],
+    format_: Annotated[
+        Literal["jsonl", "vbench"],
+        typer.Option("--format", help="jsonl: one JSON object a prompt; vbench: one prompt a line (VBench's .txt)."),
+    ] = "jsonl",
+) -> None:
+    """Write the best prompt of every prompt, one line each, in input order.
 
-    Example:
+    A prompt with no best prompt (failed or not done) is written as its input in `vbench` format, so that
+    line N is always prompt N; the command says how many.
+
+    Examples:
       rapo runs export runs/tonight --out best.jsonl
+      rapo runs export runs/tonight --out best.txt --format vbench
     """
     store, run_id = _open(run_dir)
     rows = store.prompts(run_id)
     store.close()
+    if format_ == "jsonl":
+        lines = [r.model_dump_json() for r in rows]
+    else:
+        lines = [" ".join((r.best_prompt or r.input).split()) for r in rows]  # one line each, whatever the LLM wrote
     partial = out.with_name(out.name + ".partial")
-    partial.write_text("".join(r.model_dump_json() + "\n" for r in rows), encoding="utf-8")
+    partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     partial.replace(out)
-    console.err.print(f"wrote {len(rows)} prompts to {out}", markup=False)
+    missing = sum(r.best_prompt is None for r in rows)
+    note = f" ({missing} without a best prompt: written as their input)" if missing and format_ == "vbench" else ""
+    console.err.print(f"wrote {len(rows)} prompts to {out}{note}", markup=False)

@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from tools.generator import GenerationParams
+from tools.critics.base import Critic
+from tools.generator import GenerationParams, VideoGenerator
+from tools.lc_tools import critic_tool, generate_video_tool, graph_lookup_tool, refine_prompt_tool
 from tools.revise import PromptReviser
+from tools.stage1 import Stage1
 
 if TYPE_CHECKING:
     from agent.controllers import Controller
@@ -41,3 +44,16 @@ class Context:
     reviser: PromptReviser = field(repr=False)
     controller: Controller = field(repr=False)
     run_dir: Path
+
+
+def make_tools(
+    stage1: Stage1, critics: list[Critic], generator: VideoGenerator | None, params: GenerationParams, run_dir: Path
+) -> dict[str, BaseTool]:
+    """The tools the nodes call, by name; without a generator there is no `generate_video` (chat without videos)."""
+    tools = [
+        refine_prompt_tool(stage1),
+        graph_lookup_tool(stage1.lookup),
+        *([generate_video_tool(generator, params, run_dir)] if generator else []),
+        *(critic_tool(c) for c in critics),
+    ]
+    return {t.name: t for t in tools}

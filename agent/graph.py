@@ -22,7 +22,7 @@ def after_decide(state: SSPOState) -> Literal["revise", "finalize"]:
 
 def after_revise(state: SSPOState) -> Literal["generate", "finalize"]:
     """Render the new candidates, or stop when the reviser found none."""
-    return "generate" if state.candidates else "finalize"
+    return "finalize" if state.stop_reason else "generate"
 
 
 builder = StateGraph(SSPOState, context_schema=Context)

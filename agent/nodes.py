@@ -43,12 +43,24 @@ def _summary(name: str, result: dict) -> str:
 
 
 def rewrite(state: SSPOState, runtime: Runtime[Context]) -> dict:
-    """Stage 1: the first round's candidates are Stage 1's choice, then its other candidate."""
+    """Stage 1: the first round's candidates are Stage 1's choice, then its other candidate.
+
+    A second pass (in chat, after a pin or a ban) starts a new round, so earlier rounds keep their numbers.
+    """
     ctx = runtime.context
-    result, call = call_tool(ctx, "refine_prompt", {"prompt": state.input, "seed": ctx.config.seed})
+    args: dict = {"prompt": state.input, "seed": ctx.config.seed}
+    args |= {"pin": state.pinned} if state.pinned else {}
+    args |= {"ban": state.banned} if state.banned else {}
+    result, call = call_tool(ctx, "refine_prompt", args)
     texts = [result["prompt"], *(c["text"] for c in result["candidates"])] if result else [state.input]
-    candidates = list(dict.fromkeys(texts))[: ctx.config.candidates]
-    return {"candidates": candidates, "iteration": 0, "started_at": time.time(), "tool_calls": [call]}
+    return {
+        "candidates": list(dict.fromkeys(texts))[: ctx.config.candidates],
+        "modifiers": result["modifiers"] if result else [],
+        "merged": result["merged"] if result else [],
+        "iteration": state.iteration + 1 if state.candidates else 0,
+        "started_at": state.started_at or time.time(),
+        "tool_calls": [call],
+    }
 
 
 def generate(state: SSPOState, runtime: Runtime[Context]) -> dict:
@@ -110,6 +122,9 @@ def revise(state: SSPOState, runtime: Runtime[Context]) -> dict:
         Attempt(prompt=e.prompt, scores=e.scores, feedback=" ".join(e.feedback.values()) or (e.error or ""))
         for e in state.evaluated
     ]
+    # Candidates not rendered (over the video budget, or in chat before any video) are attempts too.
+    rendered = {e.prompt for e in state.evaluated if e.iteration == state.iteration}
+    history += [Attempt(prompt=p) for p in state.candidates if p not in rendered]
     seed = zlib.crc32(f"{ctx.config.seed}:{state.iteration}".encode())  # a new, reproducible seed per round
     started = time.perf_counter()
     found, rejected = ctx.reviser.revise(state.input, history, ctx.config.candidates, seed, state.instructions)
@@ -121,10 +136,14 @@ def revise(state: SSPOState, runtime: Runtime[Context]) -> dict:
         seconds=_since(started),
         ok=bool(found),
     )
-    update = {"candidates": found, "iteration": state.iteration + 1, "instructions": "", "tool_calls": [call]}
-    if not found:
-        update["stop_reason"] = "the reviser found no new candidate that passes the guards"
-    return update
+    # With nothing new the candidates stay as they were, and `stop_reason` says why (the SSPO loop then stops).
+    return {
+        "candidates": found or state.candidates,
+        "iteration": state.iteration + 1,
+        "instructions": "",
+        "tool_calls": [call],
+        "stop_reason": None if found else "the reviser found no new candidate that passes the guards",
+    }
 
 
 def finalize(state: SSPOState, runtime: Runtime[Context]) -> dict:

@@ -23,7 +23,10 @@ from graph_db.importers import read_lines
 from tools.stage1 import check_prompt
 
 # Types the checkpoint may hold; anything else is refused when a checkpoint is read back.
-_CHECKPOINT_TYPES = [("agent.state", n) for n in ("SSPOState", "Evaluation", "ToolCall")]
+_CHECKPOINT_TYPES = [
+    *(("agent.state", n) for n in ("SSPOState", "Evaluation", "ToolCall", "ChatState", "Turn")),
+    ("tools.retrieval", "Modifier"),
+]
 
 
 def read_prompt_list(path: Path) -> list[str]:

@@ -17,7 +17,7 @@ GraphOpt = Annotated[
     typer.Option(
         "--graph",
         "-g",
-        help="Relation graph: a file, or a Neo4j URL bolt://[USER@]HOST:PORT[/DATABASE] with the password in "
+        help="Relation graph: a file, or a Neo4j URL bolt://\\[USER@]HOST:PORT\\[/DATABASE] with the password in "
         "$NEO4J_PASSWORD (default: $RAPO_GRAPH, else the shipped one).",
     ),
 ]

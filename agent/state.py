@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from tools.retrieval import Modifier
+
 Action = Literal["revise", "finish"]
 
 
@@ -44,6 +46,12 @@ class SSPOState(BaseModel):
     input: str = Field(description="The user's prompt, as given.")
     iteration: int = Field(0, description="The current round: 0 is Stage 1's candidates.")
     candidates: list[str] = Field(default_factory=list, description="Prompts of the current round, to evaluate.")
+    modifiers: list[Modifier] = Field(
+        default_factory=list, description="Stage 1's retrieved modifiers with their similarity to the prompt."
+    )
+    merged: list[str] = Field(default_factory=list, description="The modifiers Stage 1 merged, in merge order.")
+    pinned: list[str] = Field(default_factory=list, description="Modifiers Stage 1 must merge (a person's pins).")
+    banned: list[str] = Field(default_factory=list, description="Modifiers Stage 1 must not merge (a person's bans).")
     videos: list[dict] = Field(default_factory=list, description="The current round's generated videos.")
     evaluated: Annotated[list[Evaluation], operator.add] = Field(
         default_factory=list, description="Every candidate evaluated so far, all rounds."
@@ -57,3 +65,20 @@ class SSPOState(BaseModel):
     instructions: str = Field("", description="Extra guidance for the next revision (from the llm controller).")
     stop_reason: str | None = Field(None, description="Why the loop stopped.")
     best: Evaluation | None = Field(None, description="The best candidate by mean rank, set when the loop stops.")
+
+
+class Turn(BaseModel):
+    """One turn of the person in a chat session, as `interrupt()` receives it."""
+
+    action: Literal["accept", "edit", "change", "pin", "ban", "generate"]
+    text: str = Field(
+        "", description="edit: the new prompt; change: the change asked for, in words; pin, ban: the modifier."
+    )
+    candidate: int = Field(0, ge=0, description="accept, edit: the position of the candidate it applies to.")
+
+
+class ChatState(SSPOState):
+    """State of one chat session: the SSPO state, plus the person's turns."""
+
+    turns: Annotated[list[Turn], operator.add] = Field(default_factory=list, description="The turns, in order.")
+    accepted: str | None = Field(None, description="The prompt the person accepted; set when the session ends.")

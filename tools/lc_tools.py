@@ -32,6 +32,8 @@ class RefineArgs(BaseModel):
 
     prompt: str = Field(description="The user's text-to-video prompt, 1-2000 characters.")
     seed: int = Field(0, description="Seed of every sampled LLM step.")
+    pin: list[str] = Field(default_factory=list, description="Retrieved modifiers (exact text) to merge for sure.")
+    ban: list[str] = Field(default_factory=list, description="Retrieved modifiers (exact text) never to merge.")
 
 
 class GenerateArgs(BaseModel):
@@ -62,7 +64,7 @@ def graph_lookup_tool(lookup: GraphLookup) -> StructuredTool:
 def refine_prompt_tool(stage1: Stage1) -> StructuredTool:
     """`refine_prompt`: the whole Stage 1 pipeline."""
     return StructuredTool.from_function(
-        func=lambda prompt, seed=0: stage1.run(prompt, seed).model_dump(mode="json"),
+        func=lambda prompt, seed=0, pin=(), ban=(): stage1.run(prompt, seed, pin, ban).model_dump(mode="json"),
         name="refine_prompt",
         description="Rewrite a prompt with Stage 1 (retrieved modifiers merged one at a time, refactored to the style "
         "of training captions, compared with a plain rewrite). Returns the chosen prompt and every candidate.",

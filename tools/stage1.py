@@ -8,6 +8,7 @@ what the user asked for.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -131,11 +132,20 @@ class Stage1:
         self.llm.load()
         return time.perf_counter() - started
 
-    def run(self, prompt: str, seed: int = 0) -> Stage1Result:
+    def run(self, prompt: str, seed: int = 0, pin: Sequence[str] = (), ban: Sequence[str] = ()) -> Stage1Result:
         """Optimise one prompt. Raises PromptError for an empty or over-long prompt.
 
         With a Stage 3 adapter on the LLM, the distilled rewriter answers in one guarded call with the template it
-        was trained on, instead of retrieval, merge, refactor and the plain rewrite.
+        was trained on, instead of retrieval, merge, refactor and the plain rewrite (`pin` and `ban` then do nothing).
+
+        Args:
+            prompt: the user's prompt.
+            seed: seed of every sampled LLM step.
+            pin: retrieved modifiers (by text) that are merged whatever the ranking (a person's choice in chat).
+            ban: retrieved modifiers (by text) that are never merged.
+
+        Raises:
+            ValueError: a pinned modifier is not among the retrieved ones.
         """
         # 1. Check inputs
         prompt = check_prompt(prompt)
@@ -146,12 +156,16 @@ class Stage1:
         if self.llm.adapter_id is not None:
             return self._run_distilled(prompt, seed, next(step_seed), timings, started)
 
-        # 2. Retrieve modifiers and pick at most one per kind, best first
+        # 2. Retrieve modifiers and pick at most one per kind, best first; pinned ones first, banned ones never
         retrieval = self.lookup.retrieve(prompt, self.settings.top_k, self.settings.threshold)
         timings["retrieval"] = retrieval.seconds
-        ranked = retrieval.modifiers[:30]
+        offered = [m for m in retrieval.modifiers if m.text not in ban]
+        pinned = [m for m in offered if m.text in pin]
+        if missing := sorted(set(pin) - {m.text for m in pinned}):
+            raise ValueError(f"`pin` {missing} are not among the retrieved modifiers of {prompt!r}")
+        ranked = pinned + [m for m in offered if m not in pinned][:30]
         vectors = self.lookup.embedder.encode([m.text for m in ranked])  # (M, dim)
-        chosen = _pick_modifiers(prompt, ranked, vectors, self.settings.max_modifiers)
+        chosen = _pick_modifiers(prompt, ranked, vectors, self.settings.max_modifiers, len(pinned))
 
         # 3. Word augmentation: merge one modifier at a time, starting from the user's prompt
         t = time.perf_counter()
@@ -287,8 +301,12 @@ class Stage1:
         return candidates
 
 
-def _pick_modifiers(prompt: str, ranked: list[Modifier], vectors: np.ndarray, limit: int) -> list[Modifier]:
+def _pick_modifiers(
+    prompt: str, ranked: list[Modifier], vectors: np.ndarray, limit: int, pinned: int = 0
+) -> list[Modifier]:
     """The best modifier of each kind, best first, skipping any that mostly repeats what is already there.
+
+    The first `pinned` entries of `ranked` are taken as they are, even beyond `limit`.
 
     A modifier is passed over when more than half of its content words are in the prompt or in a modifier
     already picked, or when its embedding (a row of `vectors`) is a near-paraphrase (cosine >= 0.8) of one
@@ -298,7 +316,7 @@ def _pick_modifiers(prompt: str, ranked: list[Modifier], vectors: np.ndarray, li
     picked: list[int] = []
     for i, modifier in enumerate(ranked):
         stems = {guards.stem(w) for w in guards.content_words(modifier.text)}
-        if (
+        if i >= pinned and (
             modifier.kind in {ranked[j].kind for j in picked}
             or len(stems & have) * 2 > len(stems)
             or any(float(vectors[i] @ vectors[j]) >= 0.8 for j in picked)
@@ -306,7 +324,7 @@ def _pick_modifiers(prompt: str, ranked: list[Modifier], vectors: np.ndarray, li
             continue
         picked.append(i)
         have |= stems
-    return [ranked[i] for i in picked[:limit]]
+    return [ranked[i] for i in picked[: max(limit, pinned)]]
 
 
 def _explain(best: Candidate, candidates: list[Candidate], target: int) -> str:
