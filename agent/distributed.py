@@ -14,6 +14,7 @@ in the run dir when every worker is on one machine. The run dir must be one fold
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -56,6 +57,8 @@ def connect(address: str | None, needs_gpu: bool) -> tuple[int, float]:
     if not ray.is_initialized():
         if address not in (None, "auto"):
             _check_reachable(address)
+        # rapo owns stderr (progress, one-line errors); Ray's start-up notices would break both.
+        logging.getLogger("ray").setLevel(logging.ERROR)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
