@@ -132,7 +132,9 @@ def optimize_cmd(
         "controller": "policy", "stage1": stage1.models(),
     }  # fmt: skip
     if store:  # reachable, and migrated, before the run starts
-        record["store"] = TrajectoryStore(store).location
+        opened = TrajectoryStore(store)
+        record["store"] = opened.location
+        opened.close()
     if ray is not None:
         from agent.distributed import connect, optimize_on_ray, start_workers
 

@@ -177,7 +177,9 @@ def optimize_on_ray(
 ) -> list[dict]:
     """Every prompt not done, on the given workers; a worker that dies gives its prompt back (bounded retries).
 
-    Returns the rows of `best_prompts.jsonl`, written when the batch ends, as the single-process run does.
+    A worker whose task failed is probed until Ray has restarted it, and only then gets the next prompt; a worker
+    Ray gave up on is dropped. Returns the rows of `best_prompts.jsonl`, written when the batch ends, as the
+    single-process run does.
     """
     ray = _ray()
     store = TrajectoryStore(spec.store or spec.run_dir / "trajectory.sqlite")
@@ -185,26 +187,45 @@ def optimize_on_ray(
     status = {row.prompt_id: row.status for row in store.prompts(info.run_id)}
     pending = deque(i for i in range(len(prompts)) if status[i] != "done")
     idle = list(range(len(workers)))
-    in_flight: dict[Any, tuple[int, int, Any]] = {}  # ObjectRef -> (worker index, prompt id, progress task)
+    in_flight: dict[Any, tuple[int, int | None, Any]] = {}  # ObjectRef -> (worker, prompt id or None for a probe, bar)
+
+    def fail(prompt_id: int, reason: str) -> None:
+        store.set_status(info.run_id, prompt_id, "failed", reason)
+        console.err.print(f"prompt {prompt_id}: failed: {reason}", markup=False, highlight=False)
+
     with console.progress() as bar:
         overall = bar.add_task("prompts", total=len(prompts), completed=len(prompts) - len(pending))
-        while pending or in_flight:
+        while pending or any(prompt_id is not None for _, prompt_id, _ in in_flight.values()):
             while pending and idle:
                 worker, prompt_id = idle.pop(0), pending.popleft()
                 task = bar.add_task(f"  #{prompt_id} {prompts[prompt_id][:40]} (worker {worker})", total=None)
                 in_flight[workers[worker].optimize.remote(prompt_id, prompts[prompt_id])] = (worker, prompt_id, task)
+            if not in_flight:  # prompts left, and every worker is gone
+                for prompt_id in pending:
+                    fail(prompt_id, "no worker left: Ray could not restart any")
+                    bar.advance(overall)
+                break
             [ref], _ = ray.wait(list(in_flight), num_returns=1)
             worker, prompt_id, task = in_flight.pop(ref)
-            bar.remove_task(task)
-            idle.append(worker)
             try:
                 ray.get(ref)
-            except ray.exceptions.RayError as exc:  # the worker died: Ray restarts it; the prompt goes back
-                reason = f"worker died: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
-                if store.add_attempt(info.run_id, prompt_id, reason) < max_attempts:
-                    pending.appendleft(prompt_id)
-                    continue
-                store.set_status(info.run_id, prompt_id, "failed", f"{max_attempts} attempts; last: {reason}")
-                console.err.print(f"prompt {prompt_id}: failed: {reason}", markup=False, highlight=False)
-            bar.advance(overall)
+            except ray.exceptions.RayError as exc:  # the worker died or is restarting: probe it until it answers
+                if prompt_id is None:
+                    if isinstance(exc, ray.exceptions.ActorDiedError):
+                        continue  # Ray gave up on it (its constructor failed): drop it
+                    time.sleep(1.0)
+                else:
+                    reason = f"worker died: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+                    if store.add_attempt(info.run_id, prompt_id, reason) < max_attempts:
+                        pending.appendleft(prompt_id)
+                    else:
+                        fail(prompt_id, f"{max_attempts} attempts; last: {reason}")
+                        bar.advance(overall)
+                in_flight[workers[worker].pid.remote()] = (worker, None, None)
+            else:
+                idle.append(worker)
+                if prompt_id is not None:
+                    bar.advance(overall)
+            if task is not None:
+                bar.remove_task(task)
     return finish_run(store, info.run_id, spec.run_dir)
