@@ -177,5 +177,11 @@ def postgres_checkpointer(url: str, serde: Any) -> Any:
         open=True,
     )
     saver = RetryingPostgresSaver(pool, serde=serde)
-    retrying("setting up the checkpointer", url, saver.setup)
+
+    def setup() -> None:  # LangGraph's setup is not safe to run from two workers at once: serialise it
+        with _psycopg().connect(url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK + 1,))
+            saver.setup()
+
+    retrying("setting up the checkpointer", url, setup)
     return saver

@@ -192,7 +192,8 @@ def test_ray_run_with_a_killed_worker_finishes_every_prompt_once_like_the_single
     rows = outcome["rows"]
     assert [r["input"] for r in rows] == PROMPTS and all(r["status"] == "done" for r in rows)
     assert [r["best_prompt"] for r in rows] == [r["best_prompt"] for r in baseline]
-    assert [r["best_scores"] for r in rows] == pytest.approx([r["best_scores"] for r in baseline])
+    for row, expected in zip(rows, baseline, strict=True):
+        assert row["best_scores"] == pytest.approx(expected["best_scores"])
     attempts = watch.db.run(lambda cur: cur.execute("SELECT sum(attempts) FROM prompts").fetchone()[0])
     assert attempts >= 1  # the killed worker's prompt was handed out again
     assert victim not in local_ray.get([w.pid.remote() for w in workers])  # Ray restarted the worker
