@@ -7,6 +7,7 @@ GPU scheduling path runs, with the tiny generator on the CPU), the real SmolLM2 
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -248,6 +249,7 @@ def test_the_run_survives_a_postgres_restart(postgres_server, graph, tmp_path):
         assert shown.returncode == 0 and "temporal" in shown.stdout
     finally:
         _postgres_local(state, "stop")
+        shutil.rmtree(state, ignore_errors=True)
 
 
 # -- Bad input: one line, exit 2, before any work --------------------------------------------------------------------
