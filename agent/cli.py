@@ -12,7 +12,7 @@ from agent import console
 from agent.cli_chat import chat_cmd
 from agent.cli_finetune import finetune_app
 from agent.cli_graph import graph_app
-from agent.cli_optimize import optimize_cmd, runs_app
+from agent.cli_optimize import optimize_cmd, ray_flag_value, runs_app
 from agent.cli_ui import ui_cmd
 from agent.options import AdapterOpt, GraphOpt, LlmOpt, SeedOpt, open_graph
 from agent.refine import read_prompts, refine_file, stage1_pipeline
@@ -81,7 +81,7 @@ def main() -> None:
     settings = Settings()
     console.quiet_libraries()
     try:
-        app()
+        app(ray_flag_value(sys.argv[1:]))
     except RapoError as exc:
         if settings.debug:
             raise

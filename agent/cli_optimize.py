@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -18,6 +20,21 @@ if TYPE_CHECKING:
     from agent.trajectory import TrajectoryStore
 
 runs_app = typer.Typer(help="Inspect and export optimisation runs.", no_args_is_help=True)
+
+
+def ray_flag_value(argv: list[str]) -> list[str]:
+    """`argv` with a bare `--ray` (no address after it) spelled `--ray=local`: click options need a value.
+
+    An address is `auto`, `local`, a URL (`ray://HOST:PORT`) or `HOST:PORT`; anything else after `--ray` (another
+    option, the prompt file) is left to be parsed as itself.
+    """
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--ray":
+            following = out[i + 1] if i + 1 < len(out) else ""
+            if not (following in ("auto", "local") or "://" in following or re.fullmatch(r"[\w.-]+:\d+", following)):
+                out[i] = "--ray=local"
+    return out
 
 
 def _thresholds(items: list[str], critics: list[str]) -> dict[str, float]:
@@ -70,6 +87,18 @@ def optimize_cmd(
     seed: SeedOpt = None,
     video_seed: Annotated[int, typer.Option(help="Seed of every video, so candidates differ only in prompt.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out where it stopped.")] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            help="Fan out on Ray: alone, a local instance; `auto` or ray://HOST:PORT, a cluster (one worker per GPU).",
+        ),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(help="Store and checkpoints on postgresql://USER@HOST:PORT/DB (default: SQLite in --out)."),
+    ] = None,
 ) -> None:
     r"""Optimise every prompt of a list with the SSPO loop: generate, critique, revise, keep the best.
 
@@ -79,15 +108,17 @@ def optimize_cmd(
       rapo optimize prompts.txt --out runs/served --llm openai:http://127.0.0.1:18000/v1 --controller llm
       rapo optimize vbench.json --out runs/wan --generator ~/models/Wan2.1-T2V-1.3B-Diffusers --frames 81 \\
           --height 480 --width 832 --steps 20 --threshold flow=0.6
+      rapo optimize prompts.txt --out /shared/runs/tonight --ray auto --store postgresql://rapo@db:5432/rapo
     """
     # Imported here: torch, diffusers and LangGraph take seconds to import, and other commands need none of them.
-    from agent.context import Context, SSPOConfig, make_tools
-    from agent.controllers import LLMController, PolicyController
+    from agent.context import SSPOConfig
     from agent.optimize import open_run, optimize, read_prompt_list
     from agent.refine import stage1_pipeline
+    from agent.run_spec import RunSpec, make_context
+    from agent.trajectory import TrajectoryStore
     from tools.critics.registry import make_critic
     from tools.generator import GenerationParams, VideoGenerator
-    from tools.revise import PromptReviser
+    from tools.lc_tools import critic_tool
 
     # 1. Check everything before any work: prompts, critics, thresholds, model paths, graph
     settings = Settings()
@@ -104,35 +135,43 @@ def optimize_cmd(
                                 guidance_scale=guidance),
     )  # fmt: skip
     video_generator = VideoGenerator(generator, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
-    stage1 = stage1_pipeline(open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, 3, 0.5, 3, adapter)
-    critic_objects = [make_critic(name, **_critic_options(name, vlm or settings.vlm, clip)) for name in names]
+    graph_location, embedder = open_graph(graph, settings)
+    stage1 = stage1_pipeline((graph_location, embedder), llm or settings.llm, settings.llm_dtype, 3, 0.5, 3, adapter)
+    critic_options = {name: _critic_options(name, vlm or settings.vlm, clip) for name in names}
+    critic_objects = [make_critic(name, **critic_options[name]) for name in names]
     if controller == "llm" and not hasattr(stage1.llm, "chat_model"):
         raise RapoError("--controller llm needs a served model with tool calling: --llm openai:URL[#MODEL]")
     record = {
         "config": config.model_dump(mode="json"), "generator": video_generator.model_id, "critics": names,
         "controller": controller, "stage1": stage1.models(),
     }  # fmt: skip
+    if store:  # reachable, and migrated, before the run starts
+        opened = TrajectoryStore(store)
+        record["store"] = opened.location
+        opened.close()
+    if ray is not None:
+        from agent.distributed import connect, optimize_on_ray, start_workers
+
+        workers, gpus = connect(None if ray == "local" else ray, video_generator.real_model)
     info = open_run(out, prompts_file, prompts, record, resume)
+    spec = RunSpec(
+        generator=generator, cpu_offload=cpu_offload, vae_tiling=vae_tiling, critics=names, config=config,
+        graph=str(graph_location), llm=llm or settings.llm, llm_dtype=settings.llm_dtype,
+        adapter=str(adapter) if adapter else None, run_dir=out, store=store, controller=controller,
+        critic_options=critic_options,
+    )  # fmt: skip
 
     # 2. Run
-    ctx = Context(
-        config=config,
-        tools=make_tools(stage1, critic_objects, video_generator, config.params, out),
-        critics=names,
-        reviser=PromptReviser(stage1.llm),
-        controller=(
-            LLMController(stage1.llm.chat_model(seed=config.seed), allowed=["graph_lookup", "revise", "finish"])
-            if controller == "llm"
-            else PolicyController()
-        ),
-        run_dir=out,
-    )
-    rows = optimize(prompts, info, ctx)
+    if ray is not None:
+        rows = optimize_on_ray(prompts, info, spec, start_workers(spec, info.run_id, workers, gpus))
+    else:
+        ctx = make_context(spec, stage1, video_generator, [critic_tool(c) for c in critic_objects])
+        rows = optimize(prompts, info, ctx, store)
     done = sum(r["status"] == "done" for r in rows)
     console.err.print(f"{done}/{len(rows)} prompts done; best prompts in {out / 'best_prompts.jsonl'}", markup=False)
 
 
-def _critic_options(name: str, vlm: str | None, clip: Path | None) -> dict[str, object]:
+def _critic_options(name: str, vlm: str | None, clip: Path | None) -> dict[str, str]:
     """The constructor options of a critic that needs a model; a RapoError when it was not given one."""
     if name == "vlm":
         if not vlm:
@@ -144,7 +183,7 @@ def _critic_options(name: str, vlm: str | None, clip: Path | None) -> dict[str, 
     if name == "clip":
         if clip is None:
             raise RapoError("--critics clip needs --clip PATH (a local CLIP model folder)")
-        return {"model_path": clip}
+        return {"model_path": str(clip)}
     return {}
 
 
@@ -155,9 +194,11 @@ def _open(run_dir: Path) -> tuple[TrajectoryStore, str]:
     from agent.trajectory import TrajectoryStore
 
     path = run_dir / "trajectory.sqlite"
-    if not path.is_file():
+    info = run_dir / "run.json"
+    location = json.loads(info.read_text()).get("settings", {}).get("store") if info.is_file() else None
+    if not location and not path.is_file():
         raise RapoError(f"not a run dir: {path} not found")
-    store = TrajectoryStore(path)
+    store = TrajectoryStore(location or path)
     runs = store.runs()
     if not runs:
         raise RapoError(f"no run recorded in {path}")

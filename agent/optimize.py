@@ -9,12 +9,14 @@ import time
 import uuid
 from pathlib import Path
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from pydantic import BaseModel
 
 from agent import console
 from agent.context import Context
+from agent.db import is_postgres_url
 from agent.graph import builder
 from agent.state import Evaluation, SSPOState, ToolCall
 from agent.trajectory import TrajectoryStore
@@ -56,10 +58,18 @@ def read_prompt_list(path: Path) -> list[str]:
     return [p.strip() for p in prompts]
 
 
-def checkpointer(run_dir: Path) -> SqliteSaver:
-    """LangGraph's SQLite checkpointer in the run dir, reading back only this package's state types."""
+def checkpointer(run_dir: Path, store: str | None = None) -> BaseCheckpointSaver:
+    """LangGraph's checkpointer, reading back only this package's state types.
+
+    SQLite in the run dir by default; with a `postgresql://` store, PostgreSQL (`agent/store_pg.py`).
+    """
+    serde = JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES)
+    if is_postgres_url(store):
+        from agent.store_pg import postgres_checkpointer
+
+        return postgres_checkpointer(str(store), serde)
     conn = sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)
-    return SqliteSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES))
+    return SqliteSaver(conn, serde=serde)
 
 
 class RunInfo(BaseModel):
@@ -97,15 +107,16 @@ def open_run(run_dir: Path, prompts_file: Path, prompts: list[str], settings: di
     return info
 
 
-def optimize(prompts: list[str], info: RunInfo, ctx: Context) -> list[dict]:
+def optimize(prompts: list[str], info: RunInfo, ctx: Context, store_url: str | None = None) -> list[dict]:
     """Run the SSPO graph for every prompt not done yet; a failing prompt is recorded and the batch goes on.
 
-    Returns the rows of `best_prompts.jsonl`, which is (re)written when the batch ends.
+    `store_url` is a `postgresql://` URL for the trajectory store and checkpoints; by default both are SQLite
+    files in the run dir. Returns the rows of `best_prompts.jsonl`, which is (re)written when the batch ends.
     """
     run_dir = ctx.run_dir
-    store = TrajectoryStore(run_dir / "trajectory.sqlite")
+    store = TrajectoryStore(store_url or run_dir / "trajectory.sqlite")
     store.start_run(info.run_id, info.settings, prompts)
-    graph = builder.compile(checkpointer=checkpointer(run_dir))
+    graph = builder.compile(checkpointer=checkpointer(run_dir, store_url))
     status = {row.prompt_id: row.status for row in store.prompts(info.run_id)}
     with console.progress() as bar:
         overall = bar.add_task("prompts", total=len(prompts), completed=sum(s == "done" for s in status.values()))
@@ -114,7 +125,7 @@ def optimize(prompts: list[str], info: RunInfo, ctx: Context) -> list[dict]:
                 continue
             current = bar.add_task(f"  #{prompt_id} {prompt[:40]}", total=None)
             try:
-                _optimize_one(
+                run_prompt(
                     graph,
                     store,
                     info.run_id,
@@ -123,17 +134,28 @@ def optimize(prompts: list[str], info: RunInfo, ctx: Context) -> list[dict]:
                     ctx,
                     lambda text, task=current: bar.update(task, description=text),
                 )
-            except Exception as exc:  # noqa: BLE001 - one prompt's failure never stops the batch
-                error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                store.set_status(info.run_id, prompt_id, "failed", error)
-                console.err.print(f"prompt {prompt_id}: failed: {error}", markup=False, highlight=False)
             finally:
                 bar.remove_task(current)
             bar.advance(overall)
-    rows = [row.model_dump(mode="json") for row in store.prompts(info.run_id)]
+    return finish_run(store, info.run_id, run_dir)
+
+
+def finish_run(store: TrajectoryStore, run_id: str, run_dir: Path) -> list[dict]:
+    """Write `best_prompts.jsonl` from the store (every prompt, input order), close the store, return the rows."""
+    rows = [row.model_dump(mode="json") for row in store.prompts(run_id)]
     _write_jsonl(run_dir / "best_prompts.jsonl", rows)
     store.close()
     return rows
+
+
+def run_prompt(graph, store: TrajectoryStore, run_id: str, prompt_id: int, prompt: str, ctx: Context, show) -> None:  # noqa: ANN001
+    """One prompt through the graph, from its thread's last checkpoint; a failure is recorded, never raised."""
+    try:
+        _optimize_one(graph, store, run_id, prompt_id, prompt, ctx, show)
+    except Exception as exc:  # noqa: BLE001 - one prompt's failure never stops the batch
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        store.set_status(run_id, prompt_id, "failed", error)
+        console.err.print(f"prompt {prompt_id}: failed: {error}", markup=False, highlight=False)
 
 
 def _optimize_one(graph, store: TrajectoryStore, run_id: str, prompt_id: int, prompt: str, ctx: Context, show) -> None:  # noqa: ANN001

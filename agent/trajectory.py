@@ -1,42 +1,23 @@
-"""The trajectory store: runs, prompts, evaluated candidates and tool calls in one SQLite file (WAL).
+"""The trajectory store: runs, prompts, evaluated candidates and tool calls, in SQLite or PostgreSQL.
 
-The batch runner writes each node's update as the graph streams it. Every row has a natural key,
-so a node that LangGraph re-executes after a crash overwrites its own rows instead of adding twins.
+By default one SQLite file in the run dir (`trajectory.sqlite`, WAL); with `--store postgresql://...` a database
+that every worker of a distributed run writes. The schema and its migrations are in `agent/schema.py`. The batch
+runner writes each node's update as the graph streams it. Every row has a natural key, so a node that LangGraph
+re-executes after a crash overwrites its own rows instead of adding twins, and a transaction that PostgreSQL's
+reconnect logic runs again changes nothing twice.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from agent.db import Cursor, Database, open_database
+from agent.schema import migrate
 from agent.state import Evaluation, ToolCall
-from graph_db.errors import RapoError
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY, created_at REAL NOT NULL, config TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS prompts (
-    run_id TEXT NOT NULL REFERENCES runs (run_id), prompt_id INTEGER NOT NULL, input TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'done', 'failed')),
-    best_prompt TEXT, best_scores TEXT, best_video TEXT, stop_reason TEXT, error TEXT, updated_at REAL NOT NULL,
-    PRIMARY KEY (run_id, prompt_id)
-);
-CREATE TABLE IF NOT EXISTS evaluations (
-    run_id TEXT NOT NULL, prompt_id INTEGER NOT NULL, iteration INTEGER NOT NULL, idx INTEGER NOT NULL,
-    prompt TEXT NOT NULL, video TEXT, video_key TEXT, scores TEXT NOT NULL, feedback TEXT NOT NULL, error TEXT,
-    PRIMARY KEY (run_id, prompt_id, iteration, idx)
-);
-CREATE TABLE IF NOT EXISTS tool_calls (
-    run_id TEXT NOT NULL, prompt_id INTEGER NOT NULL, seq INTEGER NOT NULL, tool TEXT NOT NULL, args TEXT NOT NULL,
-    summary TEXT NOT NULL, seconds REAL NOT NULL, ok INTEGER NOT NULL,
-    PRIMARY KEY (run_id, prompt_id, seq)
-);
-"""
 
 
 class PromptRow(BaseModel):
@@ -53,89 +34,124 @@ class PromptRow(BaseModel):
 
 
 class TrajectoryStore:
-    """One run dir's store (`trajectory.sqlite`); safe to reopen after a crash."""
+    """A run's store: `trajectory.sqlite` in the run dir, or a PostgreSQL database; safe to reopen after a crash.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._conn = sqlite3.connect(path, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            with self._conn:
-                self._conn.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise RapoError(f"not a readable trajectory store: {path} ({exc})") from None
+    Args:
+        location: a SQLite file, or a `postgresql://` URL.
+
+    Raises:
+        RapoError: the file is not a SQLite database, the server cannot be reached, or the schema is newer than
+            this rapo's.
+    """
+
+    def __init__(self, location: Path | str) -> None:
+        self.db: Database = open_database(location)
+        self.location = self.db.location
+        migrate(self.db)
 
     def start_run(self, run_id: str, config: dict, prompts: list[str]) -> None:
         """Record the run and its prompts as pending; a resumed run keeps what it has."""
-        with self._conn:
-            self._conn.execute(
-                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?)", (run_id, time.time(), json.dumps(config, default=str))
+        now = time.time()
+
+        def work(cur: Cursor) -> None:
+            cur.execute(
+                "INSERT INTO runs VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                (run_id, now, json.dumps(config, default=str)),
             )
-            self._conn.executemany(
-                "INSERT OR IGNORE INTO prompts (run_id, prompt_id, input, status, updated_at) "
-                "VALUES (?, ?, ?, 'pending', ?)",
-                [(run_id, i, p, time.time()) for i, p in enumerate(prompts)],
+            cur.executemany(
+                "INSERT INTO prompts (run_id, prompt_id, input, status, updated_at) VALUES (?, ?, ?, 'pending', ?) "
+                "ON CONFLICT DO NOTHING",
+                [(run_id, i, p, now) for i, p in enumerate(prompts)],
             )
+
+        self.db.run(work)
 
     def run_config(self, run_id: str) -> dict | None:
         """The recorded configuration of a run, or None if the run is unknown."""
-        row = self._conn.execute("SELECT config FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        row = self.db.run(lambda cur: cur.execute("SELECT config FROM runs WHERE run_id = ?", (run_id,)).fetchone())
         return json.loads(row[0]) if row else None
 
     def set_status(self, run_id: str, prompt_id: int, status: str, error: str | None = None) -> None:
         """Mark a prompt pending, running, done or failed."""
-        with self._conn:
-            self._conn.execute(
-                "UPDATE prompts SET status = ?, error = ?, updated_at = ? WHERE run_id = ? AND prompt_id = ?",
-                (status, error, time.time(), run_id, prompt_id),
+        args = (status, error, time.time(), run_id, prompt_id)
+        self.db.run(
+            lambda cur: cur.execute(
+                "UPDATE prompts SET status = ?, error = ?, updated_at = ? WHERE run_id = ? AND prompt_id = ?", args
             )
+        )
+
+    def add_attempt(self, run_id: str, prompt_id: int, reason: str) -> int:
+        """Count one more attempt at a prompt whose worker died (the reason kept as its error); returns the count."""
+        args = (reason, time.time(), run_id, prompt_id)
+
+        def work(cur: Cursor) -> int:
+            cur.execute(
+                "UPDATE prompts SET attempts = attempts + 1, error = ?, updated_at = ? "
+                "WHERE run_id = ? AND prompt_id = ?",
+                args,
+            )
+            row = cur.execute("SELECT attempts FROM prompts WHERE run_id = ? AND prompt_id = ?", args[2:]).fetchone()
+            return int(row[0]) if row else 0
+
+        return self.db.run(work)
 
     def record(
         self, run_id: str, prompt_id: int, evaluations: list[Evaluation], calls: list[tuple[int, ToolCall]]
     ) -> None:
         """Upsert evaluated candidates and (sequence number, tool call) pairs in one transaction."""
-        with self._conn:
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (run_id, prompt_id, e.iteration, e.index, e.prompt, e.video, e.video_key,
-                     json.dumps(e.scores), json.dumps(e.feedback), e.error)
-                    for e in evaluations
-                ],
-            )  # fmt: skip
-            self._conn.executemany(
-                "INSERT OR REPLACE INTO tool_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (run_id, prompt_id, seq, c.tool, json.dumps(c.args, default=str), c.summary, c.seconds, int(c.ok))
-                    for seq, c in calls
-                ],
+        evaluation_rows = [
+            (run_id, prompt_id, e.iteration, e.index, e.prompt, e.video, e.video_key,
+             json.dumps(e.scores), json.dumps(e.feedback), e.error)
+            for e in evaluations
+        ]  # fmt: skip
+        call_rows = [
+            (run_id, prompt_id, seq, c.tool, json.dumps(c.args, default=str), c.summary, c.seconds, int(c.ok))
+            for seq, c in calls
+        ]
+
+        def work(cur: Cursor) -> None:
+            cur.executemany(
+                "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, prompt_id, iteration, idx) DO UPDATE SET prompt = excluded.prompt, "
+                "video = excluded.video, video_key = excluded.video_key, scores = excluded.scores, "
+                "feedback = excluded.feedback, error = excluded.error",
+                evaluation_rows,
             )
+            cur.executemany(
+                "INSERT INTO tool_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, prompt_id, seq) DO UPDATE SET tool = excluded.tool, args = excluded.args, "
+                "summary = excluded.summary, seconds = excluded.seconds, ok = excluded.ok",
+                call_rows,
+            )
+
+        self.db.run(work)
 
     def finish(self, run_id: str, prompt_id: int, best: Evaluation | None, stop_reason: str) -> None:
         """Record a prompt's best candidate and why its loop stopped, and mark it done."""
-        with self._conn:
-            self._conn.execute(
+        args = (
+            best.prompt if best else None,
+            json.dumps(best.scores) if best else None,
+            best.video if best else None,
+            stop_reason,
+            time.time(),
+            run_id,
+            prompt_id,
+        )
+        self.db.run(
+            lambda cur: cur.execute(
                 "UPDATE prompts SET status = 'done', best_prompt = ?, best_scores = ?, best_video = ?, stop_reason = ?,"
                 " error = NULL, updated_at = ? WHERE run_id = ? AND prompt_id = ?",
-                (
-                    best.prompt if best else None,
-                    json.dumps(best.scores) if best else None,
-                    best.video if best else None,
-                    stop_reason,
-                    time.time(),
-                    run_id,
-                    prompt_id,
-                ),
+                args,
             )
+        )
 
     def prompts(self, run_id: str) -> list[PromptRow]:
         """Every prompt of a run, in input order."""
-        rows = self._conn.execute(
+        rows = self._select(
             "SELECT prompt_id, input, status, best_prompt, best_scores, best_video, stop_reason, error FROM prompts "
             "WHERE run_id = ? ORDER BY prompt_id",
             (run_id,),
-        ).fetchall()
+        )
         return [
             PromptRow(
                 prompt_id=r[0], input=r[1], status=r[2], best_prompt=r[3],
@@ -146,11 +162,11 @@ class TrajectoryStore:
 
     def evaluations(self, run_id: str, prompt_id: int) -> list[Evaluation]:
         """A prompt's evaluated candidates, by round and position."""
-        rows = self._conn.execute(
+        rows = self._select(
             "SELECT iteration, idx, prompt, video, video_key, scores, feedback, error FROM evaluations "
             "WHERE run_id = ? AND prompt_id = ? ORDER BY iteration, idx",
             (run_id, prompt_id),
-        ).fetchall()
+        )
         return [
             Evaluation(
                 iteration=r[0], index=r[1], prompt=r[2], video=r[3], video_key=r[4],
@@ -161,24 +177,29 @@ class TrajectoryStore:
 
     def tool_calls(self, run_id: str, prompt_id: int) -> list[ToolCall]:
         """A prompt's tool calls in order."""
-        rows = self._conn.execute(
+        rows = self._select(
             "SELECT tool, args, summary, seconds, ok FROM tool_calls WHERE run_id = ? AND prompt_id = ? ORDER BY seq",
             (run_id, prompt_id),
-        ).fetchall()
+        )
         return [ToolCall(tool=r[0], args=json.loads(r[1]), summary=r[2], seconds=r[3], ok=bool(r[4])) for r in rows]
 
     def runs(self) -> list[tuple[str, float, dict[str, int]]]:
         """(run id, created at, prompt counts by status) for every run in this store."""
-        out = []
-        for run_id, created in self._conn.execute("SELECT run_id, created_at FROM runs ORDER BY created_at").fetchall():
-            counts = dict(
-                self._conn.execute(
+
+        def work(cur: Cursor) -> list[tuple[str, float, dict[str, int]]]:
+            out = []
+            for run_id, created in cur.execute("SELECT run_id, created_at FROM runs ORDER BY created_at").fetchall():
+                counts = cur.execute(
                     "SELECT status, count(*) FROM prompts WHERE run_id = ? GROUP BY status", (run_id,)
                 ).fetchall()
-            )
-            out.append((run_id, created, counts))
-        return out
+                out.append((run_id, created, {status: int(n) for status, n in counts}))
+            return out
+
+        return self.db.run(work)
+
+    def _select(self, sql: str, params: tuple) -> list[tuple]:
+        return self.db.run(lambda cur: cur.execute(sql, params).fetchall())
 
     def close(self) -> None:
         """Close the connection."""
-        self._conn.close()
+        self.db.close()

@@ -110,3 +110,62 @@ def new_graph(request, tmp_path):
     if request.param == "sqlite":
         return tmp_path / "g.sqlite"
     return request.getfixturevalue("empty_neo4j")
+
+
+# -- PostgreSQL and Ray: the distributed run -------------------------------------------------------------------------
+
+POSTGRES_REQUIRED = os.environ.get("RAPO_REQUIRE_POSTGRES", "") not in ("", "0")
+
+
+def _skip_or_fail(message: str) -> None:
+    if POSTGRES_REQUIRED:
+        pytest.fail(message + "; RAPO_REQUIRE_POSTGRES=1 forbids skipping")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The scratch PostgreSQL server of $RAPO_TEST_POSTGRES_URL; tests create and drop databases on it."""
+    url = os.environ.get("RAPO_TEST_POSTGRES_URL")
+    if not url:
+        _skip_or_fail("no PostgreSQL server: set RAPO_TEST_POSTGRES_URL (`bash scripts/postgres-local start` runs one)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _skip_or_fail("psycopg is not installed: pip install -e '.[scale]'")
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A new, empty database on the test server, dropped after the test."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    name = f"rapo_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield urlsplit(postgres_server)._replace(path=f"/{name}").geturl()
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def ray_installed():
+    """The `ray` module; without it the test skips (fails with RAPO_REQUIRE_POSTGRES=1)."""
+    try:
+        import ray
+    except ImportError:
+        _skip_or_fail("Ray is not installed: pip install -e '.[scale]'")
+    return ray
+
+
+@pytest.fixture(scope="module")
+def local_ray(ray_installed):
+    """A local Ray instance with 2 CPUs and 2 logical GPUs (the GPU path runs the tiny generator on the CPU)."""
+    ray = ray_installed
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
