@@ -180,7 +180,10 @@ def postgres_checkpointer(url: str, serde: Any) -> Any:
 
     def setup() -> None:  # LangGraph's setup is not safe to run from two workers at once: serialise it
         with _psycopg().connect(url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (_SCHEMA_LOCK + 1,))
+            # Poll rather than wait in pg_advisory_lock: a waiting statement holds a snapshot, and the holder's
+            # CREATE INDEX CONCURRENTLY would wait for it (a deadlock PostgreSQL cannot see).
+            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (_SCHEMA_LOCK + 1,)).fetchone()[0]:
+                time.sleep(0.2)
             saver.setup()
 
     retrying("setting up the checkpointer", url, setup)
