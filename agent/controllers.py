@@ -52,6 +52,16 @@ class FinishArgs(BaseModel):
     reason: str = Field(description="Why the loop should stop now.")
 
 
+def decision_tools() -> list[StructuredTool]:
+    """`revise` and `finish`: the two decisions a controller model can call."""
+    return [
+        StructuredTool.from_function(lambda instructions="": instructions, name="revise", args_schema=ReviseArgs,
+                                     description="Generate another round of candidate prompts."),
+        StructuredTool.from_function(lambda reason: reason, name="finish", args_schema=FinishArgs,
+                                     description="Stop and keep the best candidate so far."),
+    ]  # fmt: skip
+
+
 _SYSTEM = (
     "You run a text-to-video prompt optimisation loop. After each round of videos and critic scores (0 to 1, "
     "higher is better) you call exactly one tool: `revise` for another round of candidate prompts (say what to "
@@ -76,12 +86,7 @@ class LLMController:
 
     def decide(self, state: SSPOState, ctx: Context) -> dict:
         """Ask the model; run lookups it asks for and ask again; map `revise`/`finish` onto the graph."""
-        decisions = [
-            StructuredTool.from_function(lambda instructions="": instructions, name="revise", args_schema=ReviseArgs,
-                                         description="Generate another round of candidate prompts."),
-            StructuredTool.from_function(lambda reason: reason, name="finish", args_schema=FinishArgs,
-                                         description="Stop and keep the best candidate so far."),
-        ]  # fmt: skip
+        decisions = decision_tools()
         lookups = [ctx.tools[name] for name in self.allowed if name in ctx.tools]
         tools = {t.name: t for t in [*decisions, *lookups] if t.name in self.allowed or t in decisions}
         # strict: servers such as vLLM then return the arguments as an object, not as a JSON string.

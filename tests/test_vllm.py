@@ -4,9 +4,8 @@ import json
 import os
 
 import pytest
-from langchain_core.tools import StructuredTool
 
-from agent.controllers import FinishArgs, ReviseArgs
+from agent.controllers import decision_tools
 from agent.trajectory import TrajectoryStore
 from tests.graphs import build_small_graph
 from tests.test_cli import assert_one_line_error, rapo
@@ -97,13 +96,7 @@ def test_lora_adapter_selected_by_name_changes_the_output(vllm_spec, vllm_lora, 
 
 @pytest.mark.vllm
 def test_model_chooses_a_tool_when_one_is_required(vllm_spec):
-    tools = [
-        StructuredTool.from_function(lambda instructions="": instructions, name="revise", args_schema=ReviseArgs,
-                                     description="Generate another round of candidate prompts."),
-        StructuredTool.from_function(lambda reason: reason, name="finish", args_schema=FinishArgs,
-                                     description="Stop and keep the best candidate so far."),
-    ]  # fmt: skip
-    chat = OpenAILLM(vllm_spec).chat_model().bind_tools(tools, tool_choice="any", strict=True)
+    chat = OpenAILLM(vllm_spec).chat_model().bind_tools(decision_tools(), tool_choice="any", strict=True)
     reply = chat.invoke("Round 1 of 4. Scores: flow 0.21, temporal 0.35. Call revise or finish.")
     assert len(reply.tool_calls) >= 1
     call = reply.tool_calls[0]
