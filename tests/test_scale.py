@@ -28,6 +28,7 @@ from agent.run_spec import RunSpec, make_context
 from agent.schema import LATEST, MIGRATIONS
 from agent.state import Evaluation, ToolCall
 from agent.trajectory import TrajectoryStore
+from tests import test_optimize_cli
 from tests.graphs import build_small_graph
 from tests.test_cli import RAPO, assert_one_line_error, rapo
 from tools.critics.registry import make_critic
@@ -37,11 +38,7 @@ from tools.tiny_pipelines import TINY_MARKER, save_tiny_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = [
-    "a dog running on the beach",
-    "a chef chopping onions in a kitchen",
-    "a red car driving at night",
-    "a cat playing with a ball",
-    "a boat on a calm lake",
+    *test_optimize_cli.PROMPTS,
     "a child flying a kite in a park",
     "an old man reading a newspaper",
     "a horse galloping across a field",
