@@ -82,9 +82,9 @@ def test_killed_run_resumes_and_never_generates_a_video_twice(tmp_path, graph):
 
     # 3. Every prompt done exactly once, in order; every video generated exactly once
     rows = [json.loads(line) for line in (run_dir / "best_prompts.jsonl").read_text().splitlines()]
-    assert [r["input"] for r in rows] == PROMPTS and all(r["status"] == "done" for r in rows), [
-        (r["prompt_id"], r["status"], r["stop_reason"], r["error"]) for r in rows
-    ]
+    assert [r["input"] for r in rows] == PROMPTS and all(r["status"] == "done" for r in rows), "\n".join(
+        [*(f"#{r['prompt_id']} {r['status']}: {r['stop_reason']} {r['error']}" for r in rows), resumed.stderr[-2000:]]
+    )
     generated = Counter(json.loads(line)["key"] for line in log.read_text().splitlines())
     assert generated and max(generated.values()) == 1
     store = TrajectoryStore(run_dir / "trajectory.sqlite")

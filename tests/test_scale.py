@@ -188,9 +188,9 @@ def test_ray_run_with_a_killed_worker_finishes_every_prompt_once_like_the_single
 
     # 3. Every prompt done once, with the single-process run's best prompts; no video made twice
     rows = outcome["rows"]
-    assert [r["input"] for r in rows] == PROMPTS and all(r["status"] == "done" for r in rows), [
-        (r["prompt_id"], r["status"], r["stop_reason"], r["error"]) for r in rows
-    ]
+    assert [r["input"] for r in rows] == PROMPTS and all(r["status"] == "done" for r in rows), "\n".join(
+        f"#{r['prompt_id']} {r['status']}: {r['stop_reason']} {r['error']}" for r in rows
+    )
     assert [r["best_prompt"] for r in rows] == [r["best_prompt"] for r in baseline]
     for row, expected in zip(rows, baseline, strict=True):
         assert row["best_scores"] == pytest.approx(expected["best_scores"])
