@@ -24,6 +24,13 @@ ARTEFACTS = re.compile(
     r"prompt:|caption:|detail:|assistant|user:|note:)\b)",
     re.IGNORECASE | re.MULTILINE,
 )
+# Words of the critics' reports, not of a scene: small models copy the feedback they were shown into the prompt
+# ("A dog runs on the beach. Image quality is good, but the lighting is too bright. We want to enhance that.").
+CRITIQUE = re.compile(
+    r"\b(?:image quality|video quality|ssim|laplacian|gray levels|critics?|feedback|we want|the prompt|"
+    r"scores?\s+(?:of\s+)?\d|[01]\.\d\d)\b",
+    re.IGNORECASE,
+)
 
 
 def stem(word: str) -> str:
@@ -82,6 +89,8 @@ def check(source: str, candidate: str, max_words: int, must_add: str = "") -> st
         return "empty"
     if ARTEFACTS.search(candidate):
         return f"chat artefact {ARTEFACTS.search(candidate).group(0)!r}"
+    if critique := CRITIQUE.search(candidate):
+        return f"critic's words {critique.group(0)!r}"
     if len(words) > max_words:
         return f"too long: {len(words)} words > {max_words}"
     if dropped := missing_words(source, candidate):
