@@ -15,7 +15,7 @@ from tools import guards
         ("a dog", "", "empty"),
         ("a dog", "Sure! Here is a dog playing.", "chat artefact 'Sure'"),
         ("a dog", "<|im_start|>a dog", "chat artefact '<|'"),
-        ("a dog", "A dog runs. Image quality is good, but the lighting is too bright.", "critic's words 'Image quality'"),
+        ("a dog", "A dog runs. Image quality is good, but too bright.", "critic's words 'Image quality'"),
         ("a dog", "a dog running, motion 0.21, sharpness 0.80", "critic's words '0.21'"),
         ("a dog", "A dog runs; we want to enhance that.", "critic's words 'we want'"),
         ("a team", "A team scores a goal in a stadium.", None),
