@@ -167,7 +167,9 @@ def _optimize_one(graph, store: TrajectoryStore, run_id: str, prompt_id: int, pr
         store.set_status(run_id, prompt_id, "running")
         start = None if snapshot.values else SSPOState(input=check_prompt(prompt))  # None resumes the thread
         values = {}
-        for values in graph.stream(start, config, context=ctx, stream_mode="values"):
+        # "sync": each checkpoint is on disk before the next node runs. LangGraph's default ("async") writes it
+        # while the next node runs, so a SIGKILL can leave a checkpoint half-committed (langgraph#8039, #8764).
+        for values in graph.stream(start, config, context=ctx, stream_mode="values", durability="sync"):
             _record(store, run_id, prompt_id, values)
             show(f"  #{prompt_id} round {values.get('iteration', 0)}, {values.get('videos_made', 0)} videos")
     _record(store, run_id, prompt_id, values)

@@ -245,7 +245,7 @@ class ChatSession:
         return chain[::-1]
 
     def _run(self, command: ChatState | Command) -> None:
-        self.store.graph.invoke(command, self.config, context=self.ctx)
+        self.store.graph.invoke(command, self.config, context=self.ctx, durability="sync")  # see agent/optimize.py
         self._touch()
 
     def _touch(self) -> None:
