@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -15,9 +14,6 @@ from agent.options import AdapterOpt, GraphOpt, JsonOpt, LlmOpt, SeedOpt, open_g
 from agent.settings import Settings
 from graph_db.errors import RapoError
 from tools.critics.registry import CRITIC_NAMES
-
-if TYPE_CHECKING:
-    from agent.trajectory import TrajectoryStore
 
 runs_app = typer.Typer(help="Inspect and export optimisation runs.", no_args_is_help=True)
 
@@ -190,21 +186,6 @@ def _critic_options(name: str, vlm: str | None, clip: Path | None) -> dict[str, 
 RunDir = Annotated[Path, typer.Argument(help="A run dir written by `rapo optimize`.")]
 
 
-def _open(run_dir: Path) -> tuple[TrajectoryStore, str]:
-    from agent.trajectory import TrajectoryStore
-
-    path = run_dir / "trajectory.sqlite"
-    info = run_dir / "run.json"
-    location = json.loads(info.read_text()).get("settings", {}).get("store") if info.is_file() else None
-    if not location and not path.is_file():
-        raise RapoError(f"not a run dir: {path} not found")
-    store = TrajectoryStore(location or path)
-    runs = store.runs()
-    if not runs:
-        raise RapoError(f"no run recorded in {path}")
-    return store, runs[-1][0]
-
-
 @runs_app.command("list")
 def list_runs(run_dirs: Annotated[list[Path], typer.Argument(help="Run dirs.")]) -> None:
     """List runs with their prompt counts by status.
@@ -215,13 +196,13 @@ def list_runs(run_dirs: Annotated[list[Path], typer.Argument(help="Run dirs.")])
     table = Table()
     for column in ("run dir", "run id", "done", "failed", "running", "pending"):
         table.add_column(column)
+    from agent.trajectory import open_run_dir
+
     for run_dir in run_dirs:
-        store, _ = _open(run_dir)
-        for run_id, _, counts in store.runs():
-            table.add_row(
-                str(run_dir), run_id, *(str(counts.get(s, 0)) for s in ("done", "failed", "running", "pending"))
-            )
+        store, run_id = open_run_dir(run_dir)
+        counts = next(c for r, _, c in store.runs() if r == run_id)
         store.close()
+        table.add_row(str(run_dir), run_id, *(str(counts.get(s, 0)) for s in ("done", "failed", "running", "pending")))
     console.out.print(table)
 
 
@@ -233,7 +214,9 @@ def show(run_dir: RunDir, as_json: JsonOpt = False) -> None:
       rapo runs show runs/tonight
       rapo runs show runs/tonight --json     # the data of `rapo ui`'s run page
     """
-    store, run_id = _open(run_dir)
+    from agent.trajectory import open_run_dir
+
+    store, run_id = open_run_dir(run_dir)
     if as_json:
         from agent.runs_view import detail_json, run_detail
 
@@ -282,7 +265,9 @@ def export(
       rapo runs export runs/tonight --out best.jsonl
       rapo runs export runs/tonight --out best.txt --format vbench
     """
-    store, run_id = _open(run_dir)
+    from agent.trajectory import open_run_dir
+
+    store, run_id = open_run_dir(run_dir)
     rows = store.prompts(run_id)
     store.close()
     if format_ == "jsonl":

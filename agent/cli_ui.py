@@ -52,11 +52,11 @@ def ui_cmd(
     import uvicorn
 
     from agent.session import ChatSettings
+    from agent.trajectory import open_run_dir
     from agent.ui.app import ChatService, create_app
 
-    for run_dir in runs:
-        if not (run_dir / "trajectory.sqlite").is_file():
-            raise RapoError(f"not a run dir: {run_dir / 'trajectory.sqlite'} not found")
+    for run_dir in runs:  # each readable now, not at the first page view
+        open_run_dir(run_dir)[0].close()
     token = token or os.environ.get("RAPO_UI_TOKEN") or None
     if not is_loopback(host):
         token = token or secrets.token_urlsafe(18)

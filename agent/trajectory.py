@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from agent.db import Cursor, Database, open_database
 from agent.schema import migrate
 from agent.state import Evaluation, ToolCall
+from graph_db.errors import RapoError
 
 
 class PromptRow(BaseModel):
@@ -203,3 +204,29 @@ class TrajectoryStore:
     def close(self) -> None:
         """Close the connection."""
         self.db.close()
+
+
+def open_run_dir(run_dir: Path) -> tuple[TrajectoryStore, str]:
+    """The store of a run dir written by `rapo optimize`, and the id of the run it holds.
+
+    The store is `trajectory.sqlite` in the dir, or the PostgreSQL database that `run.json` names (its URL without
+    the password: libpq reads that from $PGPASSWORD or ~/.pgpass). A shared database holds many runs, so the run
+    is `run.json`'s; a dir without `run.json` is read as its SQLite file's latest run.
+
+    Raises:
+        RapoError: the dir holds neither file, or the store does not hold the run.
+    """
+    info_path, sqlite_path = run_dir / "run.json", run_dir / "trajectory.sqlite"
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise RapoError(f"{info_path}: unreadable ({exc})") from None
+    location = info.get("settings", {}).get("store") or sqlite_path
+    if location == sqlite_path and not sqlite_path.is_file():
+        raise RapoError(f"not a run dir: {sqlite_path} not found")
+    store = TrajectoryStore(location)
+    run_id = info.get("run_id") or next((r for r, _, _ in reversed(store.runs())), None)
+    if run_id is None or store.run_config(run_id) is None:
+        store.close()
+        raise RapoError(f"{run_dir}: the store {store.location} holds no run {run_id or ''}".rstrip())
+    return store, run_id

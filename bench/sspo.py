@@ -22,7 +22,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from agent.cli import app
-from agent.trajectory import TrajectoryStore
+from agent.trajectory import open_run_dir
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CATEGORIES = {"generate_video": "generate", "refine_prompt": "llm", "revise_prompt": "llm"}
@@ -61,8 +61,7 @@ def main() -> None:
         raise SystemExit(f"optimize failed: {result.output}\n{result.exception!r}")
 
     # 3. Split the time by tool, from the trajectory
-    store = TrajectoryStore(run_dir / "trajectory.sqlite")
-    run_id = store.runs()[-1][0]
+    store, run_id = open_run_dir(run_dir)
     split: dict[str, float] = defaultdict(float)
     rounds = 0
     for row in store.prompts(run_id):

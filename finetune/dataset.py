@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from agent.trajectory import TrajectoryStore
+from agent.trajectory import open_run_dir
 from graph_db.errors import InputFileError, RapoError
 from graph_db.importers import read_lines
 from tools import guards
@@ -69,32 +69,28 @@ def pairs_from_runs(run_dirs: list[Path], margin: float, skipped: dict[str, int]
     """
     pairs = []
     for run_dir in run_dirs:
-        path = run_dir / "trajectory.sqlite"
-        if not path.is_file():
-            raise InputFileError(f"not a run dir: {path} not found")
-        store = TrajectoryStore(path)
+        store, run_id = open_run_dir(run_dir)
         try:
-            for run_id, _, _ in store.runs():
-                for row in store.prompts(run_id):
-                    if row.status != "done" or not row.best_prompt:
-                        _skip(skipped, f"status {row.status}")
-                        continue
-                    first = next(
-                        (e for e in store.evaluations(run_id, row.prompt_id) if (e.iteration, e.index) == (0, 0)), None
-                    )
-                    first_mean, best_mean = mean_score(first.scores if first else None), mean_score(row.best_scores)
-                    if first is None or first_mean is None or best_mean is None:
-                        _skip(skipped, "no scored first candidate")
-                        continue
-                    gain = best_mean - first_mean
-                    if _norm(row.best_prompt) == _norm(first.prompt) or gain <= 0 or gain < margin:
-                        _skip(skipped, "below margin")
-                        continue
-                    source = {
-                        "run_dir": str(run_dir), "run_id": run_id, "prompt_id": row.prompt_id,
-                        "first_prompt": first.prompt, "first_scores": first.scores, "best_scores": row.best_scores,
-                    }  # fmt: skip
-                    pairs.append(Pair(input=row.input, target=row.best_prompt, gain=round(gain, 6), source=source))
+            for row in store.prompts(run_id):
+                if row.status != "done" or not row.best_prompt:
+                    _skip(skipped, f"status {row.status}")
+                    continue
+                first = next(
+                    (e for e in store.evaluations(run_id, row.prompt_id) if (e.iteration, e.index) == (0, 0)), None
+                )
+                first_mean, best_mean = mean_score(first.scores if first else None), mean_score(row.best_scores)
+                if first is None or first_mean is None or best_mean is None:
+                    _skip(skipped, "no scored first candidate")
+                    continue
+                gain = best_mean - first_mean
+                if _norm(row.best_prompt) == _norm(first.prompt) or gain <= 0 or gain < margin:
+                    _skip(skipped, "below margin")
+                    continue
+                source = {
+                    "run_dir": str(run_dir), "run_id": run_id, "prompt_id": row.prompt_id,
+                    "first_prompt": first.prompt, "first_scores": first.scores, "best_scores": row.best_scores,
+                }  # fmt: skip
+                pairs.append(Pair(input=row.input, target=row.best_prompt, gain=round(gain, 6), source=source))
         finally:
             store.close()
     return pairs

@@ -39,6 +39,14 @@ def embedder():
 
 
 @pytest.fixture(scope="session")
+def graph(tmp_path_factory, embedder):
+    """The small test graph (`tests/graphs.py`) in a SQLite file; tests only read it."""
+    from tests.graphs import build_small_graph
+
+    return build_small_graph(tmp_path_factory.mktemp("g") / "small.sqlite", embedder)
+
+
+@pytest.fixture(scope="session")
 def llm(rapo_home):
     from tools.llm import LocalLLM
 

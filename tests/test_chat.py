@@ -15,7 +15,6 @@ from agent.session import ChatSettings, ChatStore
 from agent.state import Turn
 from graph_db.errors import RapoError
 from graph_db.store import open_store
-from tests.graphs import build_small_graph
 from tests.test_cli import RAPO
 from tools.critics.registry import make_critic
 from tools.generator import VideoGenerator
@@ -24,11 +23,6 @@ from tools.revise import PromptReviser
 from tools.stage1 import Stage1, Stage1Settings
 
 PROMPT = "a dog running on the beach"
-
-
-@pytest.fixture(scope="module")
-def graph(tmp_path_factory, embedder):
-    return build_small_graph(tmp_path_factory.mktemp("g") / "small.sqlite", embedder)
 
 
 def chat_context(graph, embedder, llm, home) -> Context:

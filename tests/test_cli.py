@@ -4,11 +4,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-from tests.graphs import build_small_graph
 
 RAPO = [sys.executable, "-m", "agent"]
 
@@ -22,11 +19,6 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, message: str) -> No
     assert proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
-
-
-@pytest.fixture(scope="module")
-def graph(tmp_path_factory, embedder) -> Path:
-    return build_small_graph(tmp_path_factory.mktemp("g") / "small.sqlite", embedder)
 
 
 @pytest.mark.parametrize(

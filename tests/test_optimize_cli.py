@@ -9,7 +9,6 @@ from collections import Counter
 import pytest
 
 from agent.trajectory import TrajectoryStore
-from tests.graphs import build_small_graph
 from tests.test_cli import RAPO, assert_one_line_error, rapo
 
 PROMPTS = [
@@ -19,11 +18,6 @@ PROMPTS = [
     "a cat playing with a ball",
     "a boat on a calm lake",
 ]
-
-
-@pytest.fixture(scope="module")
-def graph(tmp_path_factory, embedder):
-    return build_small_graph(tmp_path_factory.mktemp("g") / "small.sqlite", embedder)
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,6 @@ from agent.schema import LATEST, MIGRATIONS
 from agent.state import Evaluation, ToolCall
 from agent.trajectory import TrajectoryStore
 from tests import test_optimize_cli
-from tests.graphs import build_small_graph
 from tests.test_cli import RAPO, assert_one_line_error, rapo
 from tools.critics.registry import make_critic
 from tools.generator import GenerationParams, video_key
@@ -43,11 +42,6 @@ PROMPTS = [
     "an old man reading a newspaper",
     "a horse galloping across a field",
 ]
-
-
-@pytest.fixture(scope="module")
-def graph(tmp_path_factory, embedder):
-    return build_small_graph(tmp_path_factory.mktemp("g") / "small.sqlite", embedder)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -93,6 +87,36 @@ def test_a_store_written_before_versioning_is_adopted(tmp_path):
     store = TrajectoryStore(path)
     assert [(p.prompt_id, p.status) for p in store.prompts("old")] == [(0, "done")]
     assert store.add_attempt("old", 0, "why") == 1  # version 2's column was added
+
+
+@pytest.mark.postgres
+def test_run_dirs_sharing_one_postgres_store_each_read_their_own_run(postgres_url, tmp_path):
+    store = TrajectoryStore(postgres_url)
+    for run_id, prompt in (("run-a", "a dog"), ("run-b", "a cat")):
+        store.start_run(run_id, {}, [prompt])
+        first = Evaluation(iteration=0, index=0, prompt=f"{prompt}, still", video="a.mp4", scores={"temporal": 0.2})
+        best = Evaluation(iteration=1, index=0, prompt=f"{prompt}, running", video="b.mp4", scores={"temporal": 0.9})
+        store.record(run_id, 0, [first, best], [])
+        store.finish(run_id, 0, best, "1 revision rounds done")
+        info = {"run_id": run_id, "prompts_file": "p.txt", "prompts_sha256": "", "settings": {"store": postgres_url}}
+        (tmp_path / run_id).mkdir()
+        (tmp_path / run_id / "run.json").write_text(json.dumps(info))
+
+    listed = rapo("runs", "list", str(tmp_path / "run-a"), str(tmp_path / "run-b"))
+    assert listed.returncode == 0 and "run-a" in listed.stdout and "run-b" in listed.stdout, listed.stderr
+    exported = rapo("runs", "export", str(tmp_path / "run-b"), "--out", str(tmp_path / "b.txt"), "--format", "vbench")
+    assert exported.returncode == 0, exported.stderr
+    assert (tmp_path / "b.txt").read_text() == "a cat, running\n"  # run-b's prompt, not the database's latest run
+    data = tmp_path / "data"
+    made = rapo("finetune", "dataset", "--runs", str(tmp_path / "run-a"), "--out", str(data), "--margin", "0.1")
+    assert made.returncode == 0, made.stderr
+    pairs = [json.loads(line) for f in sorted(data.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    assert [(p["input"], p["source"]["run_id"]) for p in pairs] == [("a dog", "run-a")]
+
+    (tmp_path / "gone").mkdir()
+    info["run_id"] = "run-c"
+    (tmp_path / "gone" / "run.json").write_text(json.dumps(info))
+    assert_one_line_error(rapo("runs", "show", str(tmp_path / "gone")), "holds no run run-c")
 
 
 # -- Video claims ----------------------------------------------------------------------------------------------------

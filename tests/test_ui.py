@@ -20,7 +20,6 @@ import pytest
 
 from agent.context import SSPOConfig
 from agent.optimize import open_run, optimize
-from tests.graphs import build_small_graph
 from tests.test_cli import RAPO, rapo
 from tests.test_sspo import context  # noqa: F401 - the fixture that builds an SSPO context with the scripted LLM
 
@@ -66,11 +65,6 @@ class Server:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def graph(tmp_path_factory, embedder):
-    return build_small_graph(tmp_path_factory.mktemp("g") / "small.sqlite", embedder)
 
 
 @pytest.fixture
