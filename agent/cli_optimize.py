@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from agent import console
 from agent.options import AdapterOpt, GraphOpt, JsonOpt, LlmOpt, SeedOpt, open_graph
@@ -188,21 +189,25 @@ RunDir = Annotated[Path, typer.Argument(help="A run dir written by `rapo optimiz
 
 @runs_app.command("list")
 def list_runs(run_dirs: Annotated[list[Path], typer.Argument(help="Run dirs.")]) -> None:
-    """List runs with their prompt counts by status.
+    """List runs with their prompt counts by status (a dir that is not a readable run shows why).
 
     Example:
       rapo runs list runs/*
     """
+    from agent.runs_view import run_summary
+
     table = Table()
     for column in ("run dir", "run id", "done", "failed", "running", "pending"):
         table.add_column(column)
-    from agent.trajectory import open_run_dir
-
-    for run_dir in run_dirs:
-        store, run_id = open_run_dir(run_dir)
-        counts = next(c for r, _, c in store.runs() if r == run_id)
-        store.close()
-        table.add_row(str(run_dir), run_id, *(str(counts.get(s, 0)) for s in ("done", "failed", "running", "pending")))
+    for index, run_dir in enumerate(run_dirs):
+        summary = run_summary(index, run_dir)
+        if "error" in summary:  # one unreadable dir does not hide the others
+            table.add_row(str(run_dir), Text(summary["error"], style="red"), "", "", "", "")
+            continue
+        counts = summary["counts"]
+        table.add_row(
+            str(run_dir), summary["run_id"], *(str(counts.get(s, 0)) for s in ("done", "failed", "running", "pending"))
+        )
     console.out.print(table)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agent.trajectory import open_run_dir
+from agent.trajectory import TrajectoryStore, open_run_dir
 from graph_db.errors import RapoError
 
 
@@ -16,10 +16,9 @@ def run_summary(index: int, run_dir: Path) -> dict:
     except RapoError as exc:
         return {"index": index, "dir": str(run_dir), "error": str(exc)}
     try:
-        created, counts = next((c, n) for r, c, n in store.runs() if r == run_id)
+        return _summary(index, run_dir, store, run_id)
     finally:
         store.close()
-    return {"index": index, "dir": str(run_dir), "run_id": run_id, "created": created, "counts": counts}
 
 
 def run_detail(index: int, run_dir: Path) -> dict:
@@ -28,7 +27,7 @@ def run_detail(index: int, run_dir: Path) -> dict:
     info = run_dir / "run.json"
     settings = json.loads(info.read_text()).get("settings", {}) if info.is_file() else {}
     try:
-        created, counts = next((c, n) for r, c, n in store.runs() if r == run_id)
+        summary = _summary(index, run_dir, store, run_id)
         prompts = []
         for row in store.prompts(run_id):
             evaluations = store.evaluations(run_id, row.prompt_id)
@@ -37,8 +36,12 @@ def run_detail(index: int, run_dir: Path) -> dict:
             prompts.append({"row": row, "rounds": rounds, "evaluations": evaluations, "tool_calls": calls})
     finally:
         store.close()
-    summary = {"index": index, "dir": str(run_dir), "run_id": run_id, "created": created, "counts": counts}
     return {**summary, "settings": settings, "prompts": prompts}
+
+
+def _summary(index: int, run_dir: Path, store: TrajectoryStore, run_id: str) -> dict:
+    created, counts = next((c, n) for r, c, n in store.runs() if r == run_id)
+    return {"index": index, "dir": str(run_dir), "run_id": run_id, "created": created, "counts": counts}
 
 
 def detail_json(detail: dict) -> dict:

@@ -90,7 +90,8 @@ def test_a_store_written_before_versioning_is_adopted(tmp_path):
 
 
 @pytest.mark.postgres
-def test_run_dirs_sharing_one_postgres_store_each_read_their_own_run(postgres_url, tmp_path):
+def test_run_dirs_sharing_one_postgres_store_each_read_their_own_run(postgres_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # rich's tables: one line a row
     store = TrajectoryStore(postgres_url)
     for run_id, prompt in (("run-a", "a dog"), ("run-b", "a cat")):
         store.start_run(run_id, {}, [prompt])
@@ -102,8 +103,9 @@ def test_run_dirs_sharing_one_postgres_store_each_read_their_own_run(postgres_ur
         (tmp_path / run_id).mkdir()
         (tmp_path / run_id / "run.json").write_text(json.dumps(info))
 
-    listed = rapo("runs", "list", str(tmp_path / "run-a"), str(tmp_path / "run-b"))
+    listed = rapo("runs", "list", str(tmp_path / "run-a"), str(tmp_path / "run-b"), str(tmp_path / "nothing"))
     assert listed.returncode == 0 and "run-a" in listed.stdout and "run-b" in listed.stdout, listed.stderr
+    assert "not a run dir" in listed.stdout
     exported = rapo("runs", "export", str(tmp_path / "run-b"), "--out", str(tmp_path / "b.txt"), "--format", "vbench")
     assert exported.returncode == 0, exported.stderr
     assert (tmp_path / "b.txt").read_text() == "a cat, running\n"  # run-b's prompt, not the database's latest run
