@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.required import skip_or_fail
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -57,8 +59,6 @@ def llm(rapo_home):
 
 # -- vLLM: the tests marked `vllm` run against a real server ------------------------------------------------------
 
-VLLM_REQUIRED = os.environ.get("RAPO_REQUIRE_VLLM", "") not in ("", "0")
-
 
 @pytest.fixture(scope="session")
 def vllm_spec() -> str:
@@ -68,10 +68,7 @@ def vllm_spec() -> str:
     """
     spec = os.environ.get("RAPO_TEST_VLLM_SPEC")
     if not spec:
-        message = "no vLLM server: set RAPO_TEST_VLLM_SPEC (scripts/test starts one with scripts/vllm-local)"
-        if VLLM_REQUIRED:
-            pytest.fail(message + "; RAPO_REQUIRE_VLLM=1 forbids skipping")
-        pytest.skip(message)
+        skip_or_fail("VLLM", "no vLLM server: set RAPO_TEST_VLLM_SPEC (scripts/test starts one)")
     return spec
 
 
@@ -83,7 +80,6 @@ def vllm_lora() -> str:
 
 # -- Neo4j: the GraphStore contract runs against both backends ---------------------------------------------------
 
-NEO4J_REQUIRED = os.environ.get("RAPO_REQUIRE_NEO4J", "") not in ("", "0")
 BACKENDS = ["sqlite", pytest.param("neo4j", marks=pytest.mark.neo4j)]
 
 
@@ -95,10 +91,7 @@ def neo4j_url() -> str:
     """
     url = os.environ.get("RAPO_TEST_NEO4J_URL")
     if not url:
-        message = "no Neo4j server: set RAPO_TEST_NEO4J_URL (`bash scripts/neo4j-local start` runs one)"
-        if NEO4J_REQUIRED:
-            pytest.fail(message + "; RAPO_REQUIRE_NEO4J=1 forbids skipping")
-        pytest.skip(message)
+        skip_or_fail("NEO4J", "no Neo4j server: set RAPO_TEST_NEO4J_URL (`bash scripts/neo4j-local start` runs one)")
     return url
 
 
@@ -122,25 +115,17 @@ def new_graph(request, tmp_path):
 
 # -- PostgreSQL and Ray: the distributed run -------------------------------------------------------------------------
 
-POSTGRES_REQUIRED = os.environ.get("RAPO_REQUIRE_POSTGRES", "") not in ("", "0")
-
-
-def _skip_or_fail(message: str) -> None:
-    if POSTGRES_REQUIRED:
-        pytest.fail(message + "; RAPO_REQUIRE_POSTGRES=1 forbids skipping")
-    pytest.skip(message)
-
 
 @pytest.fixture(scope="session")
 def postgres_server() -> str:
     """The scratch PostgreSQL server of $RAPO_TEST_POSTGRES_URL; tests create and drop databases on it."""
     url = os.environ.get("RAPO_TEST_POSTGRES_URL")
     if not url:
-        _skip_or_fail("no PostgreSQL server: set RAPO_TEST_POSTGRES_URL (`bash scripts/postgres-local start` runs one)")
+        skip_or_fail("POSTGRES", "no PostgreSQL server: set RAPO_TEST_POSTGRES_URL (scripts/postgres-local start)")
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        _skip_or_fail("psycopg is not installed: pip install -e '.[scale]'")
+        skip_or_fail("POSTGRES", "psycopg is not installed: pip install -e '.[scale]'")
     return url
 
 
@@ -166,7 +151,7 @@ def ray_installed():
     try:
         import ray
     except ImportError:
-        _skip_or_fail("Ray is not installed: pip install -e '.[scale]'")
+        skip_or_fail("POSTGRES", "Ray is not installed: pip install -e '.[scale]'")
     return ray
 
 

@@ -20,10 +20,10 @@ import pytest
 
 from agent.context import SSPOConfig
 from agent.optimize import open_run, optimize
+from tests.required import skip_or_fail
 from tests.test_cli import RAPO, rapo
 from tests.test_sspo import context  # noqa: F401 - the fixture that builds an SSPO context with the scripted LLM
 
-BROWSER_REQUIRED = os.environ.get("RAPO_REQUIRE_BROWSER", "") not in ("", "0")
 PROMPTS = ["a dog running on the beach", "a dog on the beach"]  # what the scripted LLM can rewrite
 
 
@@ -86,10 +86,7 @@ def browser(tmp_path):
     except ImportError:
         missing.append("the selenium package")
     if missing:
-        message = f"no {', '.join(missing)}: apt-get install chromium chromium-driver (scripts/test does)"
-        if BROWSER_REQUIRED:
-            pytest.fail(message + "; RAPO_REQUIRE_BROWSER=1 forbids skipping")
-        pytest.skip(message)
+        skip_or_fail("BROWSER", f"no {', '.join(missing)}: apt-get install chromium chromium-driver")
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000",
