@@ -14,11 +14,12 @@ from agent.cli_finetune import finetune_app
 from agent.cli_graph import graph_app
 from agent.cli_optimize import optimize_cmd, ray_flag_value, runs_app
 from agent.cli_ui import ui_cmd
-from agent.options import AdapterOpt, GraphOpt, LlmOpt, SeedOpt, open_graph
+from agent.options import AdapterOpt, GraphOpt, LlmOpt, SeedOpt, TargetOpt, open_graph
 from agent.refine import read_prompts, refine_file, stage1_pipeline
 from agent.settings import Settings
 from graph_db.errors import RapoError
-from tools.stage1 import check_prompt
+from tools.profiles import DEFAULT_TARGET, profile
+from tools.stage1 import Stage1Settings, check_prompt
 
 app = typer.Typer(
     help="rapo: turn short text-to-video prompts into prompts that make better videos.",
@@ -48,6 +49,7 @@ def refine(
     top_k: Annotated[int, typer.Option(help="Scenes to expand.", min=1, max=50)] = 3,
     threshold: Annotated[float, typer.Option(help="Minimum modifier-prompt cosine similarity.")] = 0.5,
     max_modifiers: Annotated[int, typer.Option(help="Modifiers to merge, at most one per kind.", min=0)] = 3,
+    target: TargetOpt = DEFAULT_TARGET,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as one JSON object.")] = False,
 ) -> None:
     """Optimise a prompt with Stage 1 (retrieval, merge, refactor, discriminator).
@@ -56,7 +58,9 @@ def refine(
       rapo refine "a dog running on the beach"
       rapo refine --json --seed 3 "a red car at night"
       rapo refine --file prompts.txt --out refined.jsonl
-      rapo refine --adapter adapters/vbench "a red car at night"
+      rapo refine --target short "a red car at night"
+      rapo refine --adapter none "a red car at night"        # the plain model's merge/refactor pipeline
+      rapo refine --adapter adapters/mine "a red car at night"
     """
     settings = Settings()
     if (prompt is None) == (file is None):
@@ -65,9 +69,12 @@ def refine(
     prompts = read_prompts(file) if file else None
     if prompt is not None:
         check_prompt(prompt)
-    pipeline = stage1_pipeline(
-        open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, top_k, threshold, max_modifiers, adapter
-    )
+    try:
+        profile(target)
+    except ValueError as exc:
+        raise RapoError(f"--target: {exc}") from None
+    stage1 = Stage1Settings(top_k=top_k, threshold=threshold, max_modifiers=max_modifiers, target=target)
+    pipeline = stage1_pipeline(open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, stage1, adapter)
     seed = settings.seed if seed is None else seed
     if prompts is None:
         result = pipeline.run(prompt, seed)

@@ -11,10 +11,11 @@ from rich.table import Table
 from rich.text import Text
 
 from agent import console
-from agent.options import AdapterOpt, GraphOpt, JsonOpt, LlmOpt, SeedOpt, open_graph
+from agent.options import AdapterOpt, GraphOpt, JsonOpt, LlmOpt, SeedOpt, TargetOpt, open_graph
 from agent.settings import Settings
 from graph_db.errors import RapoError
 from tools.critics.registry import CRITIC_NAMES
+from tools.profiles import DEFAULT_TARGET, profile
 
 runs_app = typer.Typer(help="Inspect and export optimisation runs.", no_args_is_help=True)
 
@@ -73,6 +74,7 @@ def optimize_cmd(
     graph: GraphOpt = None,
     llm: LlmOpt = None,
     adapter: AdapterOpt = None,
+    target: TargetOpt = DEFAULT_TARGET,
     controller: Annotated[
         str, typer.Option(help="Who decides each round: policy (SSPO's rule) or llm (the --llm server, tool calling).")
     ] = "policy",
@@ -116,6 +118,7 @@ def optimize_cmd(
     from tools.critics.registry import make_critic
     from tools.generator import GenerationParams, VideoGenerator
     from tools.lc_tools import critic_tool
+    from tools.stage1 import Stage1Settings
 
     # 1. Check everything before any work: prompts, critics, thresholds, model paths, graph
     settings = Settings()
@@ -133,7 +136,14 @@ def optimize_cmd(
     )  # fmt: skip
     video_generator = VideoGenerator(generator, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
     graph_location, embedder = open_graph(graph, settings)
-    stage1 = stage1_pipeline((graph_location, embedder), llm or settings.llm, settings.llm_dtype, 3, 0.5, 3, adapter)
+    stage1_settings = Stage1Settings(target=target)
+    try:
+        profile(target)
+    except ValueError as exc:
+        raise RapoError(f"--target: {exc}") from None
+    stage1 = stage1_pipeline(
+        (graph_location, embedder), llm or settings.llm, settings.llm_dtype, stage1_settings, adapter
+    )
     critic_options = {name: _critic_options(name, vlm or settings.vlm, clip) for name in names}
     critic_objects = [make_critic(name, **critic_options[name]) for name in names]
     if controller == "llm" and not hasattr(stage1.llm, "chat_model"):
@@ -154,7 +164,8 @@ def optimize_cmd(
     spec = RunSpec(
         generator=generator, cpu_offload=cpu_offload, vae_tiling=vae_tiling, critics=names, config=config,
         graph=str(graph_location), llm=llm or settings.llm, llm_dtype=settings.llm_dtype,
-        adapter=str(adapter) if adapter else None, run_dir=out, store=store, controller=controller,
+        adapter=str(adapter) if adapter else None, stage1=stage1_settings, run_dir=out, store=store,
+        controller=controller,
         critic_options=critic_options,
     )  # fmt: skip
 

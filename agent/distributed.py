@@ -143,7 +143,7 @@ class GeneratorWorker:
         )
         self.generator.load()
         graph = spec.graph if is_server_url(spec.graph) else Path(spec.graph)
-        stage1 = stage1_pipeline((graph, Embedder()), spec.llm, spec.llm_dtype, 3, 0.5, 3, spec.adapter)
+        stage1 = stage1_pipeline((graph, Embedder()), spec.llm, spec.llm_dtype, spec.stage1, spec.adapter)
         critics = [remote_critic_tool(n, spec.critic_options.get(n)) for n in spec.critics]
         self.ctx = make_context(spec, stage1, self.generator, critics)
         self.graph = builder.compile(checkpointer=checkpointer(spec.run_dir, spec.store))

@@ -34,7 +34,16 @@ AdapterOpt = Annotated[
     typer.Option(
         "--adapter",
         help="LoRA adapter: a PEFT folder (from `rapo finetune train`) loaded on a local --llm, or the name of a "
-        "LoRA module the --llm server serves (vLLM --lora-modules NAME=DIR).",
+        "LoRA module the --llm server serves (vLLM --lora-modules NAME=DIR); `none` for the plain model. Default: "
+        "the shipped distilled rewriter on the default LLM, none on any other.",
+    ),
+]
+TargetOpt = Annotated[
+    str,
+    typer.Option(
+        "--target",
+        help="The video model to write for, which sets the prompt length: wan (80-120 words), cogvideox (50-120), "
+        "hunyuan (40-90), ltx (60-150) or short (8-35).",
     ),
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for every sampled step (default: $RAPO_SEED or 0).")]

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent import console
+from finetune import DEFAULT_ADAPTER
 from graph_db.embeddings import Embedder
 from graph_db.errors import RapoError
 from graph_db.importers import read_lines
@@ -20,29 +21,32 @@ def stage1_pipeline(
     graph: tuple[str | Path, Embedder],
     llm: str | None,
     dtype: str,
-    top_k: int,
-    threshold: float,
-    max_modifiers: int,
+    settings: Stage1Settings | None = None,
     adapter: str | Path | None = None,
 ) -> Stage1:
     """Open the graph (a file or a Neo4j URL) and set up (not yet load) the LLM; fails fast on a bad graph or model.
 
-    `adapter` is a PEFT LoRA folder (from `rapo finetune train`) loaded on top of the LLM.
+    `adapter` is a PEFT LoRA folder (from `rapo finetune train`) or a served LoRA module's name; see
+    `resolve_adapter` for the default and for "none".
     """
     location, embedder = graph
     store = open_store(location)
     try:
         check_embedder(store, embedder)
+        model = make_llm(llm, dtype=dtype, adapter=resolve_adapter(llm, adapter))
     except RapoError:
         store.close()
         raise
-    settings = Stage1Settings(top_k=top_k, threshold=threshold, max_modifiers=max_modifiers)
-    try:
-        model = make_llm(llm, dtype=dtype, adapter=adapter)
-    except RapoError:
-        store.close()
-        raise
-    return Stage1(GraphLookup(store, embedder), model, settings)
+    return Stage1(GraphLookup(store, embedder), model, settings or Stage1Settings())
+
+
+def resolve_adapter(llm: str | None, adapter: str | Path | None) -> str | Path | None:
+    """The adapter to load: "none" for none; unset means the shipped one on the default LLM and none elsewhere."""
+    if adapter is not None:
+        return None if str(adapter) == "none" else adapter
+    if llm is None and (DEFAULT_ADAPTER / "adapter_config.json").is_file():
+        return DEFAULT_ADAPTER
+    return None
 
 
 def read_prompts(file: Path) -> list[tuple[int, str]]:

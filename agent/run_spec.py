@@ -12,7 +12,7 @@ from agent.controllers import LLMController, PolicyController
 from tools.generator import VideoGenerator
 from tools.lc_tools import generate_video_tool, graph_lookup_tool, refine_prompt_tool
 from tools.revise import PromptReviser
-from tools.stage1 import Stage1
+from tools.stage1 import Stage1, Stage1Settings
 
 
 class RunSpec(BaseModel):
@@ -26,7 +26,8 @@ class RunSpec(BaseModel):
     graph: str = Field(description="The resolved relation graph: a file or a Neo4j URL.")
     llm: str | None = Field(None, description="The --llm string, passed through unchanged.")
     llm_dtype: str = "auto"
-    adapter: str | None = None
+    adapter: str | None = Field(None, description="--adapter as given; None means the default (agent.refine).")
+    stage1: Stage1Settings = Field(default_factory=Stage1Settings)
     run_dir: Path = Field(description="The run dir, shared by every worker.")
     store: str | None = Field(None, description="A postgresql:// URL, or None for the SQLite files in the run dir.")
     controller: str = Field("policy", description="policy, or llm: the served --llm model picks each step.")
@@ -47,7 +48,7 @@ def make_context(spec: RunSpec, stage1: Stage1, generator: VideoGenerator, criti
         config=spec.config,
         tools={t.name: t for t in tools},
         critics=spec.critics,
-        reviser=PromptReviser(stage1.llm),
+        reviser=PromptReviser(stage1.llm.plain()),  # the adapter was trained for Stage 1's rewrite only
         controller=(
             LLMController(stage1.llm.chat_model(seed=spec.config.seed), allowed=["graph_lookup", "revise", "finish"])
             if spec.controller == "llm"

@@ -297,7 +297,7 @@ def chat_context(settings: ChatSettings, home: Path) -> Context:
 
     env = Settings()
     stage1 = stage1_pipeline(
-        open_graph(settings.graph, env), settings.llm or env.llm, env.llm_dtype, 3, 0.5, 3, settings.adapter
+        open_graph(settings.graph, env), settings.llm or env.llm, env.llm_dtype, None, settings.adapter
     )
     generator = VideoGenerator(settings.generator) if settings.generator else None
     critics = [make_critic(name) for name in settings.critics] if generator else []
@@ -305,7 +305,7 @@ def chat_context(settings: ChatSettings, home: Path) -> Context:
         config=settings.config,
         tools=make_tools(stage1, critics, generator, settings.config.params, home),
         critics=[c.name for c in critics],
-        reviser=PromptReviser(stage1.llm),
+        reviser=PromptReviser(stage1.llm.plain()),  # the adapter was trained for Stage 1's rewrite only
         controller=PolicyController(),  # unused: the person decides
         run_dir=home,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +30,7 @@ class Pair(BaseModel):
 
     input: str = Field(min_length=1, description="The user's prompt.")
     target: str = Field(min_length=1, description="The prompt the model should learn to write.")
+    details: list[str] = Field(default_factory=list, description="Phrases the request asks to weave in.")
     split: Split = "train"
     gain: float | None = Field(None, description="Mean score of the best candidate minus the first one's.")
     source: dict[str, object] = Field(default_factory=dict, description="Provenance: run dir, run id, prompt id…")
@@ -140,17 +142,19 @@ def dedupe(pairs: list[Pair], skipped: dict[str, int]) -> list[Pair]:
     return list(best.values())
 
 
-def assign_splits(pairs: list[Pair], val_fraction: float, seed: int) -> list[Pair]:
-    """Split by prompt: order prompts by a seeded hash and send the first `ceil(n * val_fraction)` to val.
+def assign_splits(pairs: list[Pair], val_fraction: float, seed: int, group: Callable[[str], str] = _norm) -> list[Pair]:
+    """Split by prompt group: order groups by a seeded hash and send the first `ceil(n * val_fraction)` to val.
 
-    With two or more prompts and a positive fraction, val gets at least one and train keeps at least one.
+    `group` maps a prompt to its group (by default the prompt itself, case and spacing ignored); prompts of one
+    group land on one side, so near-duplicates ("a cat", "a cat, in Van Gogh style") never straddle the split.
+    With two or more groups and a positive fraction, val gets at least one and train keeps at least one.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise RapoError(f"`val_fraction` must be in [0, 1), got {val_fraction}")
-    order = sorted(pairs, key=lambda p: hashlib.sha256(f"{seed}:{_norm(p.input)}".encode()).hexdigest())
-    n_val = min(math.ceil(len(order) * val_fraction - 1e-9), max(len(order) - 1, 0))
-    val = {id(p) for p in order[:n_val]}
-    return [p.model_copy(update={"split": "val" if id(p) in val else "train"}) for p in pairs]
+    groups = sorted({group(p.input) for p in pairs}, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+    n_val = min(math.ceil(len(groups) * val_fraction - 1e-9), max(len(groups) - 1, 0))
+    val = set(groups[:n_val])
+    return [p.model_copy(update={"split": "val" if group(p.input) in val else "train"}) for p in pairs]
 
 
 def build_dataset(

@@ -13,15 +13,15 @@ from finetune.train import TEMPLATE, check_adapter_matches, resolve_base
 from graph_db.embeddings import Embedder
 from graph_db.errors import RapoError
 from prompts.loader import load_template
-from tools import guards
+from tools import distill, guards
 from tools.llm import Decoding, LocalLLM
-from tools.stage1 import DISTILL_MAX_WORDS
 
 # Greedy, with the mild repetition controls small models need (tools/llm.py's notes).
-EVAL_DECODING = Decoding(max_new_tokens=128, temperature=0.0, repetition_penalty=1.1, no_repeat_ngram_size=3)
+EVAL_DECODING = Decoding(max_new_tokens=200, temperature=0.0, repetition_penalty=1.1, no_repeat_ngram_size=4)
+EVAL_MAX_WORDS = 160  # the guards' length bound: VBench's GPT-4o rewrites run up to about 150 words
 METRICS = ("similarity", "rouge_l", "faithfulness", "words")
-# "adapter+guards" is what `rapo refine --adapter` gives: the adapter's answer where it passes Stage 1's guards (no
-# dropped content word, no chat artefact, no loop, at most DISTILL_MAX_WORDS), else the input. Stage 1 also retries
+# "adapter+guards" is the adapter's answer where it passes Stage 1's guards (no dropped content word, no chat
+# artefact, no loop or other incoherence, at most EVAL_MAX_WORDS), else the input. Stage 1 also retries
 # once at a higher temperature before it gives up, so this is a lower bound on what the person gets.
 # "input" is the user's prompt unchanged: the floor any rewriter must beat on similarity to the targets.
 MODELS = ("input", "base", "adapter", "adapter+guards")
@@ -94,11 +94,12 @@ def evaluate(
     _, model = llm._loaded
     outputs: list[dict[str, str]] = []
     for i, pair in enumerate(pairs):
-        messages = template.messages(prompt=pair.input)
+        messages = distill.messages(pair.input, pair.details)  # both continue the user's prompt
+        prefix = distill.answer_prefix(pair.input)
         with model.disable_adapter():
-            base_text = guards.clean(llm.generate(messages, i, EVAL_DECODING).text)
-        tuned_text = guards.clean(llm.generate(messages, i, EVAL_DECODING).text)
-        kept = guards.check(pair.input, tuned_text, DISTILL_MAX_WORDS) is None
+            base_text = f"{prefix} {guards.clean(llm.generate(messages, i, EVAL_DECODING).text)}"
+        tuned_text = f"{prefix} {guards.clean(llm.generate(messages, i, EVAL_DECODING).text)}"
+        kept = guards.check(pair.input, tuned_text, EVAL_MAX_WORDS) is None
         outputs.append(
             {"input": pair.input, "base": base_text, "adapter": tuned_text,
              "adapter+guards": tuned_text if kept else pair.input}

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from finetune.dataset import Pair, read_pairs
 from graph_db.errors import ModelError, RapoError
-from prompts.loader import load_template
+from tools import distill
 from tools.llm import default_llm_path
 
-TEMPLATE = "distill_rewrite"
+TEMPLATE = distill.TEMPLATE
 
 
 @dataclass
@@ -108,11 +108,16 @@ def _shape(config: dict) -> dict[str, object]:
     return {k: config.get(k) for k in ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads")}
 
 
-def tokenize(pair: Pair, tokenizer, template: str, max_len: int) -> dict[str, list[int]] | None:  # noqa: ANN001
-    """Chat-formatted ids with labels on the answer tokens only (-100 elsewhere); None if no answer token fits."""
-    messages = load_template(template).messages(prompt=pair.input)
-    prompt_ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-    full_ids = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": pair.target}], tokenize=True)
+def tokenize(pair: Pair, tokenizer, max_len: int) -> dict[str, list[int]] | None:  # noqa: ANN001
+    """Chat-formatted ids with labels on the answer after its forced prefix only (-100 elsewhere).
+
+    The request is `tools.distill.messages`: the answer starts with the user's prompt, which Stage 1 forces at run
+    time, so the model is not trained to write it. None when no answer token fits in `max_len`.
+    """
+    request = distill.messages(pair.input, pair.details)
+    prompt_ids = tokenizer.apply_chat_template(request, continue_final_message=True, tokenize=True)
+    answer = {"role": "assistant", "content": distill.with_prefix(pair.input, pair.target)}
+    full_ids = tokenizer.apply_chat_template(request[:-1] + [answer], tokenize=True)
     if hasattr(prompt_ids, "keys"):  # newer transformers return a BatchEncoding
         prompt_ids, full_ids = prompt_ids["input_ids"], full_ids["input_ids"]
     if full_ids[: len(prompt_ids)] != prompt_ids or len(prompt_ids) >= max_len:
@@ -182,7 +187,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         raise ModelError(f"cannot put LoRA on {base}: {str(exc).splitlines()[0]}") from None
 
     # 3. Tokenize: chat template, loss on the answer only
-    examples = [x for x in (tokenize(p, tokenizer, config.template, config.max_len) for p in pairs) if x]
+    examples = [x for x in (tokenize(p, tokenizer, config.max_len) for p in pairs) if x]
     if not examples:
         raise RapoError(f"no training example fits in --max-len {config.max_len} tokens")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id

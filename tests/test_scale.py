@@ -177,7 +177,7 @@ def _spec(graph, run_dir: Path, store: str | None) -> RunSpec:
 def _single_process(spec: RunSpec, prompts: list[str], embedder) -> list[dict]:
     from tools.generator import VideoGenerator
 
-    stage1 = stage1_pipeline((Path(spec.graph), embedder), None, spec.llm_dtype, 3, 0.5, 3)
+    stage1 = stage1_pipeline((Path(spec.graph), embedder), None, spec.llm_dtype, spec.stage1, spec.adapter)
     critics = [critic_tool(make_critic(name)) for name in spec.critics]
     ctx = make_context(spec, stage1, VideoGenerator(spec.generator), critics)
     return optimize(prompts, open_run(spec.run_dir, Path("prompts.txt"), prompts, {}, resume=False), ctx)

@@ -65,17 +65,73 @@ def test_every_candidate_rejected_gives_back_the_prompt(lookup):
     assert {c.step for c in result.candidates} == {"input"}
 
 
-def test_an_adapter_makes_one_guarded_distilled_rewrite(lookup):
-    answer = "A dog running on the beach at sunset, waves rolling in, filmed from a low angle."
-    llm = ScriptedLLM({"style of video captions": ["a cat on a sofa", answer]}, adapter_id="mine")
-    result = Stage1(lookup, llm).run("a dog running on the beach")
-    assert llm.calls == ["style of video captions"] * 2  # the distill_rewrite template; no merge, no plain rewrite
-    assert result.prompt == answer and result.branch == "distilled" and result.candidates[0].step == "distill"
-    assert [r.reason for r in result.rejected] == ["drops 'dog', 'running', 'beach'"]
-    assert result.models["adapter"] == "mine" and result.models["templates"] == ["distill_rewrite@1"]
+class DistillLLM:
+    """A distilled rewriter's stand-in: continues the forced answer start with scripted text, per branch.
 
-    fallback = Stage1(lookup, ScriptedLLM({"style of video captions": [""]}, adapter_id="mine")).run("a dog")
-    assert fallback.prompt == "a dog" and fallback.candidates[0].step == "input" and "kept the input" in fallback.why
+    The rapo branch's request names the modifiers to weave in ("Include: ..."), the naive branch's does not.
+    """
+
+    model_id, dtype, adapter_id = "scripted", "float32", "mine"
+
+    def __init__(self, rapo: list[str], naive: list[str]):
+        self.answers = {"rapo": rapo, "naive": naive}
+        self.requests: list[list[dict]] = []
+
+    def load(self):
+        pass
+
+    def generate_many(self, conversations, seeds, decoding):
+        out = []
+        for messages in conversations:
+            self.requests.append(messages)
+            branch = "rapo" if "Include:" in messages[-2]["content"] else "naive"
+            answers = self.answers[branch]
+            asked = sum(("Include:" in m[-2]["content"]) == (branch == "rapo") for m in self.requests)
+            text = answers[min(asked - 1, len(answers) - 1)]
+            out.append(Generation(text=text, new_tokens=len(text.split()), seconds=0.0))
+        return out
+
+
+def test_the_distilled_rewriter_continues_the_prompt_and_weaves_in_the_modifier(lookup):
+    rapo = "A brown dog races along the shoreline, waves breaking behind it as the camera tracks low beside it."
+    naive = "A brown dog bounds over wet sand under a pale sky, ears flapping, filmed in a slow side-on shot."
+    llm = DistillLLM([rapo], [naive])
+    result = Stage1(lookup, llm, Stage1Settings(max_modifiers=1, threshold=0.3)).run("a dog running on the beach")
+    # One batch of two requests, both ending with the user's prompt as the forced start of the answer.
+    assert len(llm.requests) == 2 and all(m[-1] == {"role": "assistant", "content": "A dog running on the beach."}
+                                          for m in llm.requests)  # fmt: skip
+    assert llm.requests[0][-2]["content"] == "a dog running on the beach\nInclude: running along the shoreline"
+    texts = {c.branch: c.text for c in result.candidates}
+    assert texts == {"rapo": f"A dog running on the beach. {rapo}", "naive": f"A dog running on the beach. {naive}"}
+    assert result.branch == "rapo" and result.merged == ["running along the shoreline"]
+    assert result.target.name == "wan" and result.models["templates"] == ["distill_rewrite@2"]
+    assert result.rejected == []
+
+
+def test_a_distilled_answer_that_ignores_the_modifier_or_repeats_itself_is_rejected(lookup):
+    ignores = "A brown dog sits quietly on a towel."
+    naive = ["The dog is running on the beach.", "Its paws kick up sand as gulls wheel overhead."]
+    llm = DistillLLM([ignores], naive)
+    result = Stage1(lookup, llm, Stage1Settings(max_modifiers=1, threshold=0.3)).run("a dog running on the beach")
+    reasons = [(r.step, r.reason) for r in result.rejected]
+    assert reasons == [
+        ("distill_rewrite:rapo", "does not add 'running along the shoreline'"),
+        ("distill_rewrite:naive", "restates the prompt: 'The dog is running on the beach.'"),
+        ("distill_rewrite:rapo", "does not add 'running along the shoreline'"),
+    ]
+    assert [c.branch for c in result.candidates] == ["naive"] and result.prompt.endswith(naive[1])
+
+    nothing = Stage1(lookup, DistillLLM(["Sure!"], ["Sure!"]), Stage1Settings(max_modifiers=0)).run("a dog")
+    assert nothing.prompt == "a dog" and [c.step for c in nothing.candidates] == ["input"]
+
+
+def test_the_target_profile_sets_the_length(lookup):
+    sentences = " ".join(f"Shot {i} shows lamp{i} beside tree{i} and bench{i}." for i in range(20))  # 140 words
+    for target, most in (("short", 35), ("wan", 120)):
+        llm = DistillLLM([sentences], [sentences])
+        result = Stage1(lookup, llm, Stage1Settings(max_modifiers=0, target=target)).run("a dog")
+        words = len(result.prompt.split())
+        assert most - 10 < words <= most and result.prompt.endswith(".") and result.target.max_words == most
 
 
 @pytest.mark.parametrize(("prompt", "message"), [("   ", "prompt is empty"), ("x" * 10_000, "10000 characters")])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from graph_db.lexicon import COLOURS
+
 _WORD = re.compile(r"[a-z0-9]+")
 # Function words a rewrite may drop or change; everything else in a prompt is content the user asked for.
 STOPWORDS = frozenset(
@@ -21,7 +23,7 @@ _NUMBERS = {
 }
 ARTEFACTS = re.compile(
     r"(<\||\|>|```|\*\*|^#|\b(?:sure|certainly|here is|here's|as an ai|i cannot|i can't|rewritten|"
-    r"prompt:|caption:|detail:|assistant|user:|note:)\b)",
+    r"prompt:|caption:|detail:|assistant|user:|note:|i'm|i am|i will|i hope|let me|let's|feel free|hope you)\b)",
     re.IGNORECASE | re.MULTILINE,
 )
 # Words of the critics' reports, not of a scene: small models copy the feedback they were shown into the prompt
@@ -31,6 +33,19 @@ CRITIQUE = re.compile(
     r"scores?\s+(?:of\s+)?\d|[01]\.\d\d)\b",
     re.IGNORECASE,
 )
+
+
+# "X is a sweet, edible fruit that is often used in cooking": an encyclopedia's sentence, not a shot.
+DEFINITION = re.compile(
+    r"\b(?:is|are)\s+(?:a|an|the)\s+(?:[\w,-]+\s+){0,5}?(?:type|kind|species|breed|variety|member|form|genus)\s+of\b"
+    r"|\b(?:known|famous|renowned|prized)\s+for\b|\bnative\s+to\b"
+    r"|\b(?:often|commonly|typically|usually|widely|mostly|generally)\s+(?:used|found|eaten|served|grown|kept|seen|"
+    r"made|considered|called|referred)\b",
+    re.IGNORECASE,
+)
+# "The ball passes the ball", "The kite is flying a kite": a noun that acts on itself.
+_TAUTOLOGY = re.compile(r"\b(?:the|a|an)\s+([a-z]+)\s+(?:is\s+|are\s+)?[a-z]+\s+(?:the|a|an)\s+([a-z]+)\b")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 def stem(word: str) -> str:
@@ -75,6 +90,24 @@ def trim_unfinished(text: str) -> str:
     return text[: end + 1]
 
 
+def trim_to_words(text: str, max_words: int, keep: str = "") -> str:
+    """`text` cut back to whole sentences within `max_words` words; never shorter than `keep`, its forced start.
+
+    A last sentence cut off mid-way (a generation that hit its token limit) goes too when an earlier one ends.
+    """
+    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    kept: list[str] = []
+    for sentence in sentences:
+        candidate = " ".join([*kept, sentence])
+        if len(candidate.split()) > max_words and len(" ".join(kept)) >= len(keep):
+            break
+        kept.append(sentence)
+    out = " ".join(kept)
+    if not out.endswith((".", "!", "?")) and len(kept) > 1 and len(" ".join(kept[:-1])) >= len(keep):
+        out = " ".join(kept[:-1])
+    return out
+
+
 def check(source: str, candidate: str, max_words: int, must_add: str = "") -> str | None:
     """Why `candidate` is not an acceptable rewrite of `source`, or None when it is.
 
@@ -100,8 +133,72 @@ def check(source: str, candidate: str, max_words: int, must_add: str = "") -> st
     grams = Counter(zip(words, words[1:], words[2:], words[3:], strict=False))
     if grams and grams.most_common(1)[0][1] >= 3:
         return "repetitive: " + " ".join(grams.most_common(1)[0][0]) + " x3"
+    if reason := incoherence(source, candidate):
+        return reason
     stems = [stem(w) for w in _WORD.findall(candidate.lower()) if w not in STOPWORDS]
     if len(stems) >= 6 and len(set(stems)) < REPEAT_RATIO * len(stems):
         # Small models pad with sentences that restate the prompt ("The dog is running. The dog runs.").
         return f"repetitive: only {len(set(stems))} of its {len(stems)} content words are distinct"
+    return None
+
+
+def incoherence(source: str, candidate: str) -> str | None:
+    """What a reader would call nonsense in `candidate` (a rewrite of `source`), or None.
+
+    Rules, each with its reason: a noun acting on itself ("the ball passes the ball"); a sentence beyond the
+    prompt's own that adds no content word to it ("A dog runs on the beach. The dog is running."); a 5-word
+    sequence said twice (three times when it is the prompt's); a dictionary definition ("a carrot is a root
+    vegetable often used in soups"); a count or a colour that contradicts the prompt ("two dogs" -> "three dogs",
+    "a red car" -> "the blue car").
+    """
+    lower = candidate.lower()
+    for match in _TAUTOLOGY.finditer(lower):
+        if match.group(1) not in STOPWORDS and stem(match.group(1)) == stem(match.group(2)):
+            return f"tautology {match.group(0)!r}"
+    prompt_stems = {stem(w) for w in content_words(source)}
+    skip = len(_SENTENCE.split(source.strip()))  # the rewrite may start with the prompt's own sentences
+    for sentence in _SENTENCE.split(candidate.strip())[skip:]:
+        stems = {stem(w) for w in content_words(sentence)}
+        if stems and stems <= prompt_stems:
+            return f"restates the prompt: {sentence.strip()!r}"
+    asked = set(_five_grams(source))  # once in the prompt, once where the rewrite restates it, is not a loop
+    for gram, count in Counter(_five_grams(candidate)).items():
+        if count > 1 + (gram in asked):
+            return "repetitive: " + " ".join(gram) + f" x{count}"
+    if definition := DEFINITION.search(candidate):
+        return f"a definition, not a scene: {definition.group(0)!r}"
+    return _contradiction(source, candidate)
+
+
+def _five_grams(text: str) -> list[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    return list(zip(words, words[1:], words[2:], words[3:], words[4:], strict=False))
+
+
+def _attributes(text: str, words: frozenset[str] | dict[str, str]) -> dict[str, set[str]]:
+    """Noun stem -> the attribute words (counts or colours) right before it, at most one adjective between."""
+    tokens = _WORD.findall(text.lower())
+    found: dict[str, set[str]] = {}
+    for i, token in enumerate(tokens):
+        if token not in words:
+            continue
+        for j in (i + 1, i + 2):
+            if j < len(tokens) and tokens[j] not in STOPWORDS and tokens[j] not in words:
+                found.setdefault(stem(tokens[j]), set()).add(_NUMBERS.get(token, token))
+                if j == i + 1 or tokens[i + 1] in COLOURS:
+                    break
+    return found
+
+
+def _contradiction(source: str, candidate: str) -> str | None:
+    counts = {**{w: w for w in _NUMBERS}, **{str(i): str(i) for i in range(13)}}
+    # What the rewrite adds: after the prompt itself where the rewrite starts with it (the distilled rewriter's does).
+    start = " ".join(_WORD.findall(source.lower()))
+    added = " ".join(_WORD.findall(candidate.lower()))
+    added = added[len(start) :] if added.startswith(start) else added
+    for table, what in ((counts, "count"), (COLOURS, "colour")):
+        asked = _attributes(source, table)
+        for noun, said in _attributes(added, table).items():
+            if noun in asked and not said & asked[noun]:
+                return f"contradicts the prompt's {what}: {sorted(said)[0]} {noun} (asked {sorted(asked[noun])[0]})"
     return None

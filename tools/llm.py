@@ -58,6 +58,10 @@ class ChatLLM(Protocol):
         """Load the model now rather than on the first `generate`."""
         ...
 
+    def plain(self) -> ChatLLM:
+        """The same backend without its adapter (itself when it has none): for templates the adapter never saw."""
+        ...
+
     def generate(self, messages: list[dict[str, str]], seed: int, decoding: Decoding) -> Generation:
         """Answer one chat."""
         ...
@@ -190,11 +194,16 @@ class LocalLLM:
         """Load the model now rather than on the first `generate`."""
         self._loaded  # noqa: B018 - the cached property loads it
 
+    def plain(self) -> ChatLLM:
+        """The base model without the adapter, sharing this one's loaded weights (itself without an adapter)."""
+        return self if self.adapter is None else _BaseOf(self)
+
     def generate(self, messages: list[dict[str, str]], seed: int, decoding: Decoding) -> Generation:
         """Answer a chat; the same messages, seed and decoding give the same text.
 
         Args:
-            messages: chat turns, each {"role": "system" | "user" | "assistant", "content": ...}.
+            messages: chat turns, each {"role": "system" | "user" | "assistant", "content": ...}; a last
+                assistant turn is the start of the answer, which the model continues (the text excludes it).
             seed: seeds torch's generator right before sampling.
             decoding: sampling parameters.
         """
@@ -220,20 +229,28 @@ class LocalLLM:
             out += self._generate_batch(chunk, seeds[start], decoding)
         return out
 
-    def _generate_batch(self, batch: list[list[dict[str, str]]], seed: int, decoding: Decoding) -> list[Generation]:
+    def _generate_batch(
+        self, batch: list[list[dict[str, str]]], seed: int, decoding: Decoding, adapter: bool = True
+    ) -> list[Generation]:
+        import contextlib
+
         import torch
 
         tokenizer, model = self._loaded
+        switch = model.disable_adapter() if self.adapter is not None and not adapter else contextlib.nullcontext()
         started = time.perf_counter()
         tokenizer.padding_side = "left"  # generation continues every row from its last real token
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+        # A chat that ends with an assistant turn is a forced start of the answer: the model continues it.
+        prefilled = _prefilled(batch)
         inputs = tokenizer.apply_chat_template(
-            batch, add_generation_prompt=True, return_tensors="pt", return_dict=True, padding=True
-        )
+            batch, add_generation_prompt=not prefilled, continue_final_message=prefilled,
+            return_tensors="pt", return_dict=True, padding=True,
+        )  # fmt: skip
         sampling = decoding.temperature > 0
         torch.manual_seed(seed)
-        with torch.inference_mode():
+        with torch.inference_mode(), switch:
             output = model.generate(
                 **inputs,
                 max_new_tokens=decoding.max_new_tokens,
@@ -254,3 +271,47 @@ class LocalLLM:
             text = tokenizer.decode(row, skip_special_tokens=True).strip()
             answers.append(Generation(text=text, new_tokens=tokens, seconds=seconds))
         return answers
+
+
+class _BaseOf:
+    """A LocalLLM with its adapter switched off for each call (PEFT's `disable_adapter`); one copy of the weights."""
+
+    def __init__(self, llm: LocalLLM) -> None:
+        self._llm = llm
+        self.dtype = llm.dtype
+
+    @property
+    def model_id(self) -> str:
+        """The base model's name."""
+        return self._llm.model_id
+
+    @property
+    def adapter_id(self) -> None:
+        """None: this view runs without the adapter."""
+        return None
+
+    def load(self) -> None:
+        """Load the shared model."""
+        self._llm.load()
+
+    def plain(self) -> _BaseOf:
+        """Itself."""
+        return self
+
+    def generate(self, messages: list[dict[str, str]], seed: int, decoding: Decoding) -> Generation:
+        """Answer a chat with the base model."""
+        return self._llm._generate_batch([messages], seed, decoding, adapter=False)[0]
+
+    def generate_many(
+        self, conversations: Sequence[list[dict[str, str]]], seeds: Sequence[int], decoding: Decoding
+    ) -> list[Generation]:
+        """Answer many chats with the base model, one at a time."""
+        return [self.generate(m, s, decoding) for m, s in zip(conversations, seeds, strict=True)]
+
+
+def _prefilled(batch: list[list[dict[str, str]]]) -> bool:
+    """Whether the chats end with a forced answer start; a ValueError when some do and some do not."""
+    ends = {chat[-1]["role"] == "assistant" for chat in batch}
+    if len(ends) > 1:
+        raise ValueError("a batch mixes chats that end with an assistant turn and chats that do not")
+    return ends.pop()

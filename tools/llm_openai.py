@@ -7,6 +7,7 @@ requests in flight, and one-line errors.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import threading
@@ -115,6 +116,14 @@ class OpenAILLM:
         """The LoRA module's name, or None."""
         return self.adapter
 
+    def plain(self) -> OpenAILLM:
+        """This client asking the base model instead of the LoRA module (itself when there is none)."""
+        if self.adapter is None:
+            return self
+        other = copy.copy(self)
+        other.adapter = None
+        return other
+
     def load(self) -> None:
         """Nothing to load: the server holds the model."""
 
@@ -153,7 +162,12 @@ class OpenAILLM:
 
     def generate(self, messages: list[dict[str, str]], seed: int, decoding: Decoding) -> Generation:
         """Answer a chat; the same messages, seed and decoding give the same text on the same server and model."""
-        extra = {"repetition_penalty": decoding.repetition_penalty} if decoding.repetition_penalty != 1.0 else None
+        extra: dict[str, object] = {}
+        if decoding.repetition_penalty != 1.0:
+            extra["repetition_penalty"] = decoding.repetition_penalty
+        if messages and messages[-1]["role"] == "assistant":
+            # A forced start of the answer (vLLM's chat extension): the reply is only what follows it.
+            extra |= {"continue_final_message": True, "add_generation_prompt": False}
         started = time.perf_counter()
         with self._slot(), self._errors():
             reply = self.client.chat.completions.create(
@@ -163,7 +177,7 @@ class OpenAILLM:
                 temperature=decoding.temperature,
                 top_p=decoding.top_p if decoding.temperature > 0 else 1.0,
                 seed=seed,
-                extra_body=extra,
+                extra_body=extra or None,
             )
         text = (reply.choices[0].message.content or "").strip() if reply.choices else ""
         tokens = reply.usage.completion_tokens if reply.usage else 0

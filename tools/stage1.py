@@ -16,16 +16,14 @@ from pydantic import BaseModel, Field
 
 from graph_db.errors import PromptError
 from prompts.loader import load_template
-from tools import guards
+from tools import distill, guards
 from tools.llm import ChatLLM, Decoding
-from tools.retrieval import GraphLookup, Modifier
+from tools.profiles import DEFAULT_TARGET, TargetName, TargetProfile, profile
+from tools.retrieval import GraphLookup, Modifier, Retrieval
 
 MAX_PROMPT_CHARS = 2000
-Branch = Literal["rapo", "naive", "distilled"]
-DISTILL_TEMPLATE = "distill_rewrite"  # what a Stage 3 adapter was trained with (finetune/train.py)
-# A distilled rewriter writes prompts as long as its targets (VBench's GPT-4o rewrites: about 100 words).
-DISTILL_MAX_WORDS = 160
-DISTILL_MAX_NEW_TOKENS = 224
+Branch = Literal["rapo", "naive"]
+TOKENS_PER_WORD = 1.5  # SmolLM2's tokenizer on VBench's GPT-4o rewrites: 1.3; the rest is room to end a sentence
 
 
 def check_prompt(prompt: str) -> str:
@@ -45,12 +43,21 @@ class Stage1Settings(BaseModel):
     threshold: float = Field(0.5, ge=-1, le=1, description="Minimum modifier–prompt cosine similarity.")
     max_modifiers: int = Field(3, ge=0, le=10, description="Modifiers merged, at most one per kind.")
     attempts: int = Field(2, ge=1, le=5, description="Samples per LLM step before it falls back.")
-    max_words: int = Field(80, ge=5, description="Length bound on every candidate.")
+    max_words: int = Field(80, ge=5, description="Length bound on every candidate of the plain model's steps.")
+    target: TargetName = Field(DEFAULT_TARGET, description="The video model whose prompt length to write for.")
     decoding: Decoding = Field(
         # Copying the prompt is the task, so no repetition penalty (it would punish the prompt's own words).
         default_factory=lambda: Decoding(
             max_new_tokens=64, temperature=0.2, repetition_penalty=1.0, no_repeat_ngram_size=0
         )
+    )
+    distill_decoding: Decoding = Field(
+        # The answer after the forced prompt is free text: mild controls keep a 135M model from looping.
+        # max_new_tokens here is a ceiling; the target profile sets the length actually asked for.
+        default_factory=lambda: Decoding(
+            max_new_tokens=256, temperature=0.5, top_p=0.9, repetition_penalty=1.1, no_repeat_ngram_size=4
+        ),
+        description="Decoding of the distilled rewriter (an LLM with a Stage 3 adapter).",
     )
 
 
@@ -93,6 +100,7 @@ class Stage1Result(BaseModel):
     timings: dict[str, float]
     seed: int
     settings: Stage1Settings
+    target: TargetProfile = Field(description="The length profile the prompt was written for.")
     models: dict[str, object]
 
 
@@ -118,12 +126,18 @@ class Stage1:
             "embedder": self.lookup.embedder.model_id,
             "graph": {"location": self.lookup.store.location, "captions": meta.captions, "sources": len(meta.sources)},
             "templates": [load_template(n).id for n in self._templates()],
+            "target": self.settings.target,
         }
 
     def _templates(self) -> tuple[str, ...]:
         if self.llm.adapter_id is not None:
-            return (DISTILL_TEMPLATE,)
+            return (distill.TEMPLATE,)
         return ("merge_modifier", "refactor_caption", "naive_rewrite")
+
+    @property
+    def profile(self) -> TargetProfile:
+        """The target model's length profile (settings.target)."""
+        return profile(self.settings.target)
 
     def load(self) -> float:
         """Load the embedder and the LLM if they are not loaded yet; returns the seconds it took."""
@@ -135,8 +149,10 @@ class Stage1:
     def run(self, prompt: str, seed: int = 0, pin: Sequence[str] = (), ban: Sequence[str] = ()) -> Stage1Result:
         """Optimise one prompt. Raises PromptError for an empty or over-long prompt.
 
-        With a Stage 3 adapter on the LLM, the distilled rewriter answers in one guarded call with the template it
-        was trained on, instead of retrieval, merge, refactor and the plain rewrite (`pin` and `ban` then do nothing).
+        With a Stage 3 adapter on the LLM (the default), the distilled rewriter writes both branches in one batch:
+        the rapo branch weaves the retrieved modifiers in, the naive branch expands the prompt alone; each answer
+        starts with the user's prompt. Without one, the plain model merges the modifiers one call at a time,
+        refactors the result and rewrites the prompt plainly.
 
         Args:
             prompt: the user's prompt.
@@ -153,20 +169,53 @@ class Stage1:
         started = time.perf_counter()
         rejected: list[Rejection] = []
         step_seed = iter(range(seed * 1000, seed * 1000 + 1000))
-        if self.llm.adapter_id is not None:
-            return self._run_distilled(prompt, seed, next(step_seed), timings, started)
 
         # 2. Retrieve modifiers and pick at most one per kind, best first; pinned ones first, banned ones never
-        retrieval = self.lookup.retrieve(prompt, self.settings.top_k, self.settings.threshold)
+        retrieval, chosen = self._retrieve(prompt, pin, ban)
         timings["retrieval"] = retrieval.seconds
+        added = " ".join(m.text for m in chosen)
+        if self.llm.adapter_id is not None:
+            entries = self._distill(prompt, chosen, next(step_seed), rejected, timings)
+        else:
+            entries = self._plain(prompt, chosen, step_seed, rejected, timings)
+
+        # 6. Discriminate
+        t = time.perf_counter()
+        candidates = self._score(prompt, added, entries)
+        best = max(candidates, key=lambda c: (c.score, c.branch == "rapo"))
+        timings["discriminate"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - started
+        return Stage1Result(
+            input=prompt,
+            prompt=best.text,
+            branch=best.branch,
+            why=_explain(best, candidates, self._target_words()),
+            candidates=candidates,
+            modifiers=retrieval.modifiers,
+            merged=[m.text for m in chosen],
+            scenes=retrieval.scenes,
+            rejected=rejected,
+            timings={k: round(v, 4) for k, v in timings.items()},
+            seed=seed,
+            settings=self.settings,
+            target=self.profile,
+            models=self.models(),
+        )
+
+    def _retrieve(self, prompt: str, pin: Sequence[str], ban: Sequence[str]) -> tuple[Retrieval, list[Modifier]]:
+        retrieval = self.lookup.retrieve(prompt, self.settings.top_k, self.settings.threshold)
         offered = [m for m in retrieval.modifiers if m.text not in ban]
         pinned = [m for m in offered if m.text in pin]
         if missing := sorted(set(pin) - {m.text for m in pinned}):
             raise ValueError(f"`pin` {missing} are not among the retrieved modifiers of {prompt!r}")
         ranked = pinned + [m for m in offered if m not in pinned][:30]
         vectors = self.lookup.embedder.encode([m.text for m in ranked])  # (M, dim)
-        chosen = _pick_modifiers(prompt, ranked, vectors, self.settings.max_modifiers, len(pinned))
+        return retrieval, _pick_modifiers(prompt, ranked, vectors, self.settings.max_modifiers, len(pinned))
 
+    def _plain(
+        self, prompt: str, chosen: list[Modifier], step_seed, rejected: list[Rejection], timings: dict[str, float]
+    ) -> list[tuple[str, str, str]]:  # noqa: ANN001 - step_seed is an iterator of ints
+        """The plain model's steps 3-5: merge one modifier at a time, refactor, rewrite plainly."""
         # 3. Word augmentation: merge one modifier at a time, starting from the user's prompt
         t = time.perf_counter()
         augmented = prompt
@@ -187,7 +236,7 @@ class Stage1:
         added = " ".join(m.text for m in chosen)
         refactored = self._llm_step(
             "refactor_caption",
-            dict(prompt=augmented, words=str(self.target_words)),
+            dict(prompt=augmented, words=str(self._target_words())),
             prompt,
             added,
             next(step_seed),
@@ -197,54 +246,58 @@ class Stage1:
         t = time.perf_counter()
         naive = self._llm_step("naive_rewrite", dict(prompt=prompt), prompt, "", next(step_seed), rejected)
         timings["naive"] = time.perf_counter() - t
-
-        # 6. Discriminate
-        t = time.perf_counter()
         rapo_text, rapo_step = (refactored, "refactor") if refactored else (augmented, "augment" if chosen else "input")
         naive_text, naive_step = (naive, "naive") if naive else (prompt, "input")
-        candidates = self._score(prompt, added, [("rapo", rapo_text, rapo_step), ("naive", naive_text, naive_step)])
-        best = max(candidates, key=lambda c: (c.score, c.branch == "rapo"))
-        timings["discriminate"] = time.perf_counter() - t
-        timings["total"] = time.perf_counter() - started
-        return Stage1Result(
-            input=prompt,
-            prompt=best.text,
-            branch=best.branch,
-            why=_explain(best, candidates, self.target_words),
-            candidates=candidates,
-            modifiers=retrieval.modifiers,
-            merged=[m.text for m in chosen],
-            scenes=retrieval.scenes,
-            rejected=rejected,
-            timings={k: round(v, 4) for k, v in timings.items()},
-            seed=seed,
-            settings=self.settings,
-            models=self.models(),
-        )
+        return [("rapo", rapo_text, rapo_step), ("naive", naive_text, naive_step)]
 
-    def _run_distilled(
-        self, prompt: str, seed: int, step_seed: int, timings: dict[str, float], started: float
-    ) -> Stage1Result:
-        rejected: list[Rejection] = []
+    def _distill(
+        self, prompt: str, chosen: list[Modifier], seed: int, rejected: list[Rejection], timings: dict[str, float]
+    ) -> list[tuple[str, str, str]]:
+        """The distilled rewriter's steps 3-5 in one batch: rapo (modifiers woven in) and naive (the prompt alone).
+
+        Each answer continues the forced prefix (the user's prompt), is cut to the target profile's length at a
+        sentence end and guarded; answers that fail are asked again at a higher temperature. A branch whose every
+        answer fails is dropped; with both gone, the candidate is the user's prompt (step "input").
+        """
         t = time.perf_counter()
-        decoding = self.settings.decoding.model_copy(update={"max_new_tokens": DISTILL_MAX_NEW_TOKENS})
-        text = self._llm_step(
-            DISTILL_TEMPLATE, dict(prompt=prompt), prompt, "", step_seed, rejected, decoding, DISTILL_MAX_WORDS
+        target = self.profile
+        prefix = distill.answer_prefix(prompt)
+        limit = max(target.max_words, len(prefix.split()))
+        room = max(target.max_words - len(prefix.split()), 8)
+        decoding = self.settings.distill_decoding
+        decoding = decoding.model_copy(
+            update={"max_new_tokens": min(decoding.max_new_tokens, round(room * TOKENS_PER_WORD))}
         )
+        requests = {"rapo": [m.text for m in chosen], "naive": []} if chosen else {"naive": []}
+        answers: dict[str, str] = {}
+        for attempt in range(self.settings.attempts):
+            todo = [branch for branch in requests if branch not in answers]
+            if not todo:
+                break
+            sampling = decoding.model_copy(update={"temperature": decoding.temperature + 0.3 * attempt})
+            sample_seed = seed * 10 + attempt
+            outs = self.llm.generate_many(
+                [distill.messages(prompt, requests[b]) for b in todo], [sample_seed] * len(todo), sampling
+            )
+            for branch, out in zip(todo, outs, strict=True):
+                text = guards.trim_to_words(f"{prefix} {guards.clean(out.text)}".strip(), limit, keep=prefix)
+                reason = guards.check(prompt, text, limit, " ".join(requests[branch]))
+                if reason is None:
+                    answers[branch] = text
+                else:
+                    rejected.append(
+                        Rejection(
+                            step=f"{distill.TEMPLATE}:{branch}", text=text, reason=reason, seed=sample_seed,
+                            temperature=sampling.temperature,
+                        )
+                    )  # fmt: skip
         timings["distill"] = time.perf_counter() - t
-        entry = ("distilled", text, "distill") if text else ("distilled", prompt, "input")
-        candidate = self._score(prompt, "", [entry])[0]
-        timings["total"] = time.perf_counter() - started
-        why = (
-            f"the distilled rewriter ({self.llm.adapter_id}) answered in one call"
-            if text
-            else f"kept the input: the distilled rewriter's {len(rejected)} answers failed the guards"
-        )
-        return Stage1Result(
-            input=prompt, prompt=candidate.text, branch="distilled", why=why, candidates=[candidate], modifiers=[],
-            merged=[], scenes=[], rejected=rejected, timings={k: round(v, 4) for k, v in timings.items()}, seed=seed,
-            settings=self.settings, models=self.models(),
-        )  # fmt: skip
+        entries = [(branch, answers[branch], "distill") for branch in requests if branch in answers]
+        return entries or [("naive", prompt, "input")]
+
+    def _target_words(self) -> int:
+        """The length the discriminator prefers: the profile's with an adapter, the graph captions' without."""
+        return self.profile.target_words if self.llm.adapter_id is not None else self.target_words
 
     def _llm_step(
         self,
@@ -284,7 +337,8 @@ class Stage1:
         candidates = []
         for (branch, text, step), similarity in zip(entries, similarities.tolist(), strict=True):
             words = len(text.split())
-            length_fit = min(words, self.target_words) / max(words, self.target_words)
+            target = self._target_words()
+            length_fit = min(words, target) / max(words, target)
             coverage = guards.faithfulness(added, text) if added else 0.0
             score = similarity + 0.5 * length_fit + 0.25 * coverage
             candidates.append(
