@@ -21,7 +21,7 @@ from agent.graph import builder
 from agent.state import Evaluation, SSPOState, ToolCall
 from agent.trajectory import TrajectoryStore
 from graph_db.errors import InputFileError, RapoError
-from graph_db.importers import read_lines
+from graph_db.importers import jsonl_line, read_lines
 from tools.stage1 import check_prompt
 
 # Types the checkpoint may hold; anything else is refused when a checkpoint is read back.
@@ -189,5 +189,5 @@ def _record(store: TrajectoryStore, run_id: str, prompt_id: int, values: dict) -
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
     partial = path.with_suffix(".partial")
-    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    partial.write_text("".join(jsonl_line(r) + "\n" for r in rows), encoding="utf-8")
     partial.replace(path)

@@ -10,7 +10,7 @@ from agent import console
 from finetune import DEFAULT_ADAPTER
 from graph_db.embeddings import Embedder
 from graph_db.errors import RapoError
-from graph_db.importers import read_lines
+from graph_db.importers import jsonl_line, read_lines
 from graph_db.store import check_embedder, open_store
 from tools.llm import make_llm
 from tools.retrieval import GraphLookup
@@ -75,7 +75,7 @@ def refine_file(pipeline: Stage1, prompts: list[tuple[int, str]], out: Path | No
             task = bar.add_task("refining", total=len(prompts), completed=len(done))
             mapper = pool.map if workers > 1 else map  # one at a time: in this thread, as before
             for record in mapper(lambda item: _refine_line(pipeline, *item, seed), todo):
-                line = json.dumps(record, ensure_ascii=False)
+                line = jsonl_line(record)
                 if sink:
                     sink.write(line + "\n")
                     sink.flush()
@@ -107,4 +107,4 @@ def _finished_lines(partial: Path) -> set[int]:
     keep = data[: data.rfind(b"\n") + 1]
     if len(keep) != len(data):
         partial.write_bytes(keep)
-    return {json.loads(line)["line"] for line in keep.decode("utf-8").splitlines() if line.strip()}
+    return {json.loads(line)["line"] for line in keep.decode("utf-8").split("\n") if line.strip()}

@@ -5,6 +5,7 @@ import pytest
 from graph_db.errors import PromptError
 from graph_db.store import open_store
 from tests.graphs import build_small_graph
+from tests.scripted import DistillLLM
 from tools.llm import Generation
 from tools.retrieval import GraphLookup
 from tools.stage1 import Stage1, Stage1Settings
@@ -63,33 +64,6 @@ def test_every_candidate_rejected_gives_back_the_prompt(lookup):
     assert result.prompt == "a dog running on the beach"
     assert [r.reason for r in result.rejected] == ["empty", "empty"] + ["drops 'dog', 'running', 'beach'"] * 2
     assert {c.step for c in result.candidates} == {"input"}
-
-
-class DistillLLM:
-    """A distilled rewriter's stand-in: continues the forced answer start with scripted text, per branch.
-
-    The rapo branch's request names the modifiers to weave in ("Include: ..."), the naive branch's does not.
-    """
-
-    model_id, dtype, adapter_id = "scripted", "float32", "mine"
-
-    def __init__(self, rapo: list[str], naive: list[str]):
-        self.answers = {"rapo": rapo, "naive": naive}
-        self.requests: list[list[dict]] = []
-
-    def load(self):
-        pass
-
-    def generate_many(self, conversations, seeds, decoding):
-        out = []
-        for messages in conversations:
-            self.requests.append(messages)
-            branch = "rapo" if "Include:" in messages[-2]["content"] else "naive"
-            answers = self.answers[branch]
-            asked = sum(("Include:" in m[-2]["content"]) == (branch == "rapo") for m in self.requests)
-            text = answers[min(asked - 1, len(answers) - 1)]
-            out.append(Generation(text=text, new_tokens=len(text.split()), seconds=0.0))
-        return out
 
 
 def test_the_distilled_rewriter_continues_the_prompt_and_weaves_in_the_modifier(lookup):
