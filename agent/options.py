@@ -42,7 +42,7 @@ TargetOpt = Annotated[
     str,
     typer.Option(
         "--target",
-        help="The video model to write for, which sets the prompt length: wan (80-120 words), cogvideox (50-120), "
+        help="The video model to write for, which sets the prompt length: wan (80-100 words), cogvideox (50-120), "
         "hunyuan (40-90), ltx (60-150) or short (8-35).",
     ),
 ]

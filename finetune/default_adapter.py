@@ -62,15 +62,21 @@ def target_details(pair: Pair, rng: random.Random) -> list[str]:
     return sorted(picked, key=pair.target.lower().find)
 
 
-def build(vbench: Path, out: Path) -> dict[str, object]:
-    """Write `out/train.jsonl`, `out/val.jsonl` and `out/dataset.json`; returns the summary."""
-    skipped: dict[str, int] = {}
+def split_pairs(vbench: Path, skipped: dict[str, int] | None = None) -> list[Pair]:
+    """Every VBench (short, long) pair with its details and its split; the same on every run."""
+    skipped = {} if skipped is None else skipped
     found: list[Pair] = []
     for short, long in SOURCES:
         found += pairs_from_files(vbench / short, vbench / long, skipped)
     rng = random.Random(SEED)
     pairs = [p.model_copy(update={"details": target_details(p, rng)}) for p in dedupe(found, skipped)]
-    pairs = assign_splits(pairs, VAL_FRACTION, SEED, group=group_of)
+    return assign_splits(pairs, VAL_FRACTION, SEED, group=group_of)
+
+
+def build(vbench: Path, out: Path) -> dict[str, object]:
+    """Write `out/train.jsonl`, `out/val.jsonl` and `out/dataset.json`; returns the summary."""
+    skipped: dict[str, int] = {}
+    pairs = split_pairs(vbench, skipped)
     out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "val"):
         (out / f"{split}.jsonl").write_text("".join(p.model_dump_json() + "\n" for p in pairs if p.split == split))
@@ -102,7 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/rapo-distill"))
     parser.add_argument("--vbench", type=Path, default=VBENCH, help="VBench's prompts folder.")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()

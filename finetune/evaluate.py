@@ -86,18 +86,17 @@ def evaluate(
     base_path = resolve_base(base)
     check_adapter_matches(adapter, base_path)
     llm = LocalLLM(base_path, dtype="float32", adapter=adapter)
+    base_llm = llm.plain()
     embedder = embedder or Embedder()
     template = load_template(TEMPLATE)
 
-    # 2. Generate with the adapter on and off (one model in memory; PEFT's disable_adapter gives the base)
+    # 2. Generate with the adapter on and off
     started = time.perf_counter()
-    _, model = llm._loaded
     outputs: list[dict[str, str]] = []
     for i, pair in enumerate(pairs):
         messages = distill.messages(pair.input, pair.details)  # both continue the user's prompt
         prefix = distill.answer_prefix(pair.input)
-        with model.disable_adapter():
-            base_text = f"{prefix} {guards.clean(llm.generate(messages, i, EVAL_DECODING).text)}"
+        base_text = f"{prefix} {guards.clean(base_llm.generate(messages, i, EVAL_DECODING).text)}"
         tuned_text = f"{prefix} {guards.clean(llm.generate(messages, i, EVAL_DECODING).text)}"
         kept = guards.check(pair.input, tuned_text, EVAL_MAX_WORDS) is None
         outputs.append(

@@ -18,6 +18,9 @@ class DistillLLM:
     def load(self):
         pass
 
+    def generate(self, messages, seed, decoding):
+        return self.generate_many([messages], [seed], decoding)[0]
+
     def generate_many(self, conversations, seeds, decoding):
         out = []
         for messages in conversations:

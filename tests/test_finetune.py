@@ -176,7 +176,11 @@ def test_trajectories_to_adapter_to_refine(tmp_path, embedder):
     assert proc.returncode == 0, proc.stderr
     pairs = read_pairs(data, "train") + read_pairs(data, "val")
     from_real = [p for p in pairs if p.source["run_dir"] == str(tmp_path / "real")]
-    assert from_real and {p.input for p in from_real} <= set(real)  # the loop's best beat its first candidate
+    # Whether the loop's best beat its first candidate depends on what the model wrote: every real prompt is either
+    # a pair with a positive gain or counted as skipped, and every synthetic one (a gain of 0.25) is a pair.
+    summary = json.loads(proc.stdout)
+    assert {p.input for p in from_real} <= set(real) and all(p.gain > 0 for p in from_real)
+    assert len(from_real) + sum(summary["skipped"].values()) == len(real)
     assert len(pairs) == len(from_real) + len(subjects)
 
     # 3. 20 LoRA steps on SmolLM2, then 2 more resumed from the checkpoint
@@ -196,32 +200,46 @@ def test_trajectories_to_adapter_to_refine(tmp_path, embedder):
     assert json.loads(resumed.stdout)["steps"] == 22
     assert json.loads(resumed.stdout)["resumed_from"].endswith("checkpoint-20")
 
-    # 4. `rapo refine --adapter` loads it, records it, and answers differently from the base
+    # 4. `rapo refine --adapter` loads it, records it, and runs the distilled path; `--adapter none` the plain one
     refine = ("refine", "--json", "--seed", "1", "--graph", str(graph), "a dog running on the beach")
-    base, tuned = rapo(*refine), rapo(*refine, "--adapter", str(adapter))
+    base, tuned = rapo(*refine, "--adapter", "none"), rapo(*refine, "--adapter", str(adapter))
     assert base.returncode == 0, base.stderr
     assert tuned.returncode == 0, tuned.stderr
     base, tuned = json.loads(base.stdout), json.loads(tuned.stdout)
     assert base["models"]["adapter"] is None and tuned["models"]["adapter"] == str(adapter)
-    assert tuned["branch"] == "distilled" and base["branch"] != "distilled"
+    assert tuned["models"]["templates"] == ["distill_rewrite@2"]
+    assert "distill_rewrite@2" not in base["models"]["templates"]
+    assert all(c["text"].lower().startswith("a dog running on the beach") for c in tuned["candidates"])
 
-    def texts(r):
-        return [c["text"] for c in r["candidates"]] + [x["text"] for x in r["rejected"]]
+    # 5. The trained weights change the model: the next-token logits of a rewrite request differ with it on and off
+    import torch
 
-    assert texts(base) != texts(tuned)
+    from tools import distill
+    from tools.llm import LocalLLM
+
+    tuned_llm = LocalLLM(adapter=adapter, dtype="float32")
+    tokenizer, tuned_model = tuned_llm._loaded
+    _, base_model = tuned_llm.plain()._loaded
+    ids = tokenizer.apply_chat_template(distill.messages("a dog"), continue_final_message=True, return_tensors="pt")
+    ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+    with torch.no_grad():
+        on, off = tuned_model(ids).logits[0, -1], base_model(ids).logits[0, -1]
+    assert (on - off).abs().max() > 1e-3
 
 
 @pytest.mark.slow
 def test_loss_is_on_the_answer_tokens_only(llm):
     from finetune.dataset import Pair
-    from finetune.train import TEMPLATE, collate, tokenize
+    from finetune.train import collate, tokenize
 
     tokenizer = llm._loaded[0]
-    example = tokenize(Pair(input="a dog", target="A brown dog runs on the beach."), tokenizer, TEMPLATE, 128)
+    example = tokenize(Pair(input="a dog", target="A brown dog runs on the beach."), tokenizer, 128)
     answer = [t for t, label in zip(example["input_ids"], example["labels"], strict=True) if label != -100]
-    assert tokenizer.decode(answer).startswith("A brown dog runs on the beach.")
+    # The answer starts with the prompt, which Stage 1 forces at run time: only what follows it is learned.
+    assert tokenizer.decode(example["input_ids"]).count("A dog. A brown dog runs on the beach.") == 1
+    assert tokenizer.decode(answer).strip().startswith("A brown dog runs on the beach.")
     assert example["labels"][0] == -100 and len(answer) < len(example["input_ids"]) // 2
-    assert tokenize(Pair(input="a dog", target="A dog."), tokenizer, TEMPLATE, 16) is None  # the prompt alone is longer
+    assert tokenize(Pair(input="a dog", target="A dog."), tokenizer, 16) is None  # the prompt alone is longer
     batch = collate([example, {"input_ids": [1, 2], "labels": [-100, 2]}], pad_id=0)
     assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
     assert batch["attention_mask"][1].sum() == 2 and (batch["labels"][1, 2:] == -100).all()

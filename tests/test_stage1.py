@@ -71,12 +71,13 @@ def test_the_distilled_rewriter_continues_the_prompt_and_weaves_in_the_modifier(
     naive = "A brown dog bounds over wet sand under a pale sky, ears flapping, filmed in a slow side-on shot."
     llm = DistillLLM([rapo], [naive])
     result = Stage1(lookup, llm, Stage1Settings(max_modifiers=1, threshold=0.3)).run("a dog running on the beach")
-    # One batch of two requests, both ending with the user's prompt as the forced start of the answer.
-    assert len(llm.requests) == 2 and all(m[-1] == {"role": "assistant", "content": "A dog running on the beach."}
-                                          for m in llm.requests)  # fmt: skip
+    # One request (the rapo branch passed, so no naive one), ending with the prompt as the forced answer start.
+    assert len(llm.requests) == 1 and llm.requests[0][-1] == {
+        "role": "assistant",
+        "content": "A dog running on the beach.",
+    }
     assert llm.requests[0][-2]["content"] == "a dog running on the beach\nInclude: running along the shoreline"
-    texts = {c.branch: c.text for c in result.candidates}
-    assert texts == {"rapo": f"A dog running on the beach. {rapo}", "naive": f"A dog running on the beach. {naive}"}
+    assert [(c.branch, c.text) for c in result.candidates] == [("rapo", f"A dog running on the beach. {rapo}")]
     assert result.branch == "rapo" and result.merged == ["running along the shoreline"]
     assert result.target.name == "wan" and result.models["templates"] == ["distill_rewrite@2"]
     assert result.rejected == []
@@ -90,8 +91,8 @@ def test_a_distilled_answer_that_ignores_the_modifier_or_repeats_itself_is_rejec
     reasons = [(r.step, r.reason) for r in result.rejected]
     assert reasons == [
         ("distill_rewrite:rapo", "does not add 'running along the shoreline'"),
-        ("distill_rewrite:naive", "restates the prompt: 'The dog is running on the beach.'"),
         ("distill_rewrite:rapo", "does not add 'running along the shoreline'"),
+        ("distill_rewrite:naive", "restates the prompt: 'The dog is running on the beach.'"),
     ]
     assert [c.branch for c in result.candidates] == ["naive"] and result.prompt.endswith(naive[1])
 
@@ -101,7 +102,7 @@ def test_a_distilled_answer_that_ignores_the_modifier_or_repeats_itself_is_rejec
 
 def test_the_target_profile_sets_the_length(lookup):
     sentences = " ".join(f"Shot {i} shows lamp{i} beside tree{i} and bench{i}." for i in range(20))  # 140 words
-    for target, most in (("short", 35), ("wan", 120)):
+    for target, most in (("short", 35), ("wan", 100)):
         llm = DistillLLM([sentences], [sentences])
         result = Stage1(lookup, llm, Stage1Settings(max_modifiers=0, target=target)).run("a dog")
         words = len(result.prompt.split())

@@ -35,7 +35,7 @@ PROFILES: dict[str, TargetProfile] = {
     p.name: p
     for p in (
         TargetProfile(
-            name="wan", min_words=80, max_words=120,
+            name="wan", min_words=80, max_words=100,
             source="Wan2.1's prompt extender (wan/utils/prompt_extend.py) asks for 80-100 (words in its Chinese "
             "system prompt) with motion and camera; its rewrites of VBench average 131 words",
         ),
