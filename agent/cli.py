@@ -15,10 +15,9 @@ from agent.cli_graph import graph_app
 from agent.cli_optimize import optimize_cmd, ray_flag_value, runs_app
 from agent.cli_ui import ui_cmd
 from agent.options import AdapterOpt, GraphOpt, LlmOpt, SeedOpt, TargetOpt, open_graph
-from agent.refine import read_prompts, refine_file, stage1_pipeline
+from agent.refine import check_target, read_prompts, refine_file, stage1_pipeline
 from agent.settings import Settings
 from graph_db.errors import RapoError
-from tools.profiles import DEFAULT_TARGET, profile
 from tools.stage1 import Stage1Settings, check_prompt
 
 app = typer.Typer(
@@ -49,7 +48,7 @@ def refine(
     top_k: Annotated[int, typer.Option(help="Scenes to expand.", min=1, max=50)] = 3,
     threshold: Annotated[float, typer.Option(help="Minimum modifier-prompt cosine similarity.")] = 0.5,
     max_modifiers: Annotated[int, typer.Option(help="Modifiers to merge, at most one per kind.", min=0)] = 3,
-    target: TargetOpt = DEFAULT_TARGET,
+    target: TargetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as one JSON object.")] = False,
 ) -> None:
     """Optimise a prompt with Stage 1 (retrieval, merge, refactor, discriminator).
@@ -69,11 +68,9 @@ def refine(
     prompts = read_prompts(file) if file else None
     if prompt is not None:
         check_prompt(prompt)
-    try:
-        profile(target)
-    except ValueError as exc:
-        raise RapoError(f"--target: {exc}") from None
-    stage1 = Stage1Settings(top_k=top_k, threshold=threshold, max_modifiers=max_modifiers, target=target)
+    stage1 = Stage1Settings(
+        top_k=top_k, threshold=threshold, max_modifiers=max_modifiers, target=check_target(target or settings.target)
+    )
     pipeline = stage1_pipeline(open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, stage1, adapter)
     seed = settings.seed if seed is None else seed
     if prompts is None:

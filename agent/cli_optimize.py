@@ -15,7 +15,6 @@ from agent.options import AdapterOpt, GraphOpt, JsonOpt, LlmOpt, SeedOpt, Target
 from agent.settings import Settings
 from graph_db.errors import RapoError
 from tools.critics.registry import CRITIC_NAMES
-from tools.profiles import DEFAULT_TARGET, profile
 
 runs_app = typer.Typer(help="Inspect and export optimisation runs.", no_args_is_help=True)
 
@@ -74,7 +73,7 @@ def optimize_cmd(
     graph: GraphOpt = None,
     llm: LlmOpt = None,
     adapter: AdapterOpt = None,
-    target: TargetOpt = DEFAULT_TARGET,
+    target: TargetOpt = None,
     controller: Annotated[
         str, typer.Option(help="Who decides each round: policy (SSPO's rule) or llm (the --llm server, tool calling).")
     ] = "policy",
@@ -112,7 +111,7 @@ def optimize_cmd(
     # Imported here: torch, diffusers and LangGraph take seconds to import, and other commands need none of them.
     from agent.context import SSPOConfig
     from agent.optimize import open_run, optimize, read_prompt_list
-    from agent.refine import stage1_pipeline
+    from agent.refine import check_target, stage1_pipeline
     from agent.run_spec import RunSpec, make_context
     from agent.trajectory import TrajectoryStore
     from tools.critics.registry import make_critic
@@ -136,11 +135,7 @@ def optimize_cmd(
     )  # fmt: skip
     video_generator = VideoGenerator(generator, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
     graph_location, embedder = open_graph(graph, settings)
-    stage1_settings = Stage1Settings(target=target)
-    try:
-        profile(target)
-    except ValueError as exc:
-        raise RapoError(f"--target: {exc}") from None
+    stage1_settings = Stage1Settings(target=check_target(target or settings.target))
     stage1 = stage1_pipeline(
         (graph_location, embedder), llm or settings.llm, settings.llm_dtype, stage1_settings, adapter
     )

@@ -39,11 +39,11 @@ AdapterOpt = Annotated[
     ),
 ]
 TargetOpt = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--target",
         help="The video model to write for, which sets the prompt length: wan (80-100 words), cogvideox (50-120), "
-        "hunyuan (40-90), ltx (60-150) or short (8-35).",
+        "hunyuan (40-90), ltx (60-150) or short (8-35). Default: $RAPO_TARGET, else wan.",
     ),
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for every sampled step (default: $RAPO_SEED or 0).")]

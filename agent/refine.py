@@ -7,12 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent import console
+from agent.settings import Settings
 from finetune import DEFAULT_ADAPTER
 from graph_db.embeddings import Embedder
 from graph_db.errors import RapoError
 from graph_db.importers import jsonl_line, read_lines
 from graph_db.store import check_embedder, open_store
 from tools.llm import make_llm
+from tools.profiles import TargetName, profile
 from tools.retrieval import GraphLookup
 from tools.stage1 import Stage1, Stage1Settings
 
@@ -37,7 +39,17 @@ def stage1_pipeline(
     except RapoError:
         store.close()
         raise
-    return Stage1(GraphLookup(store, embedder), model, settings or Stage1Settings())
+    return Stage1(
+        GraphLookup(store, embedder), model, settings or Stage1Settings(target=check_target(Settings().target))
+    )
+
+
+def check_target(name: str) -> TargetName:
+    """`name` when it is a target profile's; a RapoError naming the known ones otherwise."""
+    try:
+        return profile(name).name
+    except ValueError as exc:
+        raise RapoError(f"--target: {exc}") from None
 
 
 def resolve_adapter(llm: str | None, adapter: str | Path | None) -> str | Path | None:

@@ -31,6 +31,10 @@ class Settings(BaseModel):
         description="auto, bfloat16 or float32 ($RAPO_LLM_DTYPE); auto picks the CPU's fastest.",
     )
     seed: int = Field(default_factory=lambda: int(_env("RAPO_SEED", "0")), description="Base seed ($RAPO_SEED).")
+    target: str = Field(
+        default_factory=lambda: _env("RAPO_TARGET", "wan"),
+        description="Target video model's prompt profile ($RAPO_TARGET): wan, cogvideox, hunyuan, ltx or short.",
+    )
     debug: bool = Field(
         default_factory=lambda: _env("RAPO_DEBUG", "") not in ("", "0"),
         description="Show tracebacks instead of one-line errors ($RAPO_DEBUG=1).",

@@ -28,6 +28,9 @@ def rapo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     home = Path(os.environ.get("RAPO_TEST_HOME") or tmp_path_factory.mktemp("rapo-home"))
     os.environ["RAPO_HOME"] = str(home)
+    # Most tests check plumbing, not length: the short profile's 35 words cost a third of the default's 100 on a
+    # CPU. The tests of the default itself pass --target (tests/test_cli.py).
+    os.environ["RAPO_TARGET"] = "short"
     return home
 
 

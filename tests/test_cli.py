@@ -57,7 +57,7 @@ def test_non_utf8_prompt_file_writes_nothing(tmp_path, graph):
 
 @pytest.mark.slow
 def test_refine_json_fields_and_seed(graph):
-    args = ("refine", "--json", "--seed", "5", "--graph", str(graph), "a dog running on the beach")
+    args = ("refine", "--json", "--seed", "5", "--target", "wan", "--graph", str(graph), "a dog running on the beach")
     first, second = rapo(*args), rapo(*args)
     assert first.returncode == 0, first.stderr
     result = json.loads(first.stdout)
@@ -66,6 +66,12 @@ def test_refine_json_fields_and_seed(graph):
     assert all("score" in m for m in result["modifiers"])
     assert all("reason" in r for r in result["rejected"])
     assert result["models"]["llm"] == "SmolLM2-135M-Instruct" and result["seed"] == 5
+    # The default is the shipped distilled rewriter, for Wan's profile; its answers continue the user's prompt.
+    assert result["models"]["adapter"].endswith("finetune/adapters/vbench-smollm2")
+    assert result["models"]["templates"] == ["distill_rewrite@2"] and result["target"]["name"] == "wan"
+    texts = [c["text"] for c in result["candidates"]] + [r["text"] for r in result["rejected"]]
+    assert all(t.lower().startswith("a dog running on the beach") for t in texts)
+    assert all(len(c["text"].split()) <= 100 for c in result["candidates"])
     assert json.loads(second.stdout)["prompt"] == result["prompt"]
 
 

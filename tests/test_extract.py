@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import time
 from pathlib import Path
 
 import pytest
@@ -183,16 +182,14 @@ def test_gold_f1_floors() -> None:
     assert result["atmosphere"]["f1"] >= 0.55, result["atmosphere"]
 
 
-def test_real_captions_are_well_formed_and_fast() -> None:
+def test_real_captions_are_well_formed() -> None:
+    # Speed is bench/graph.py's to measure, not a test's to assert.
     if not CORPUS.exists():
         pytest.skip(f"../shared/data/captions not found: {CORPUS} (research-only data, not in the repo)")
     with CORPUS.open(encoding="utf-8", newline="") as handle:
         captions = [row["caption"] for row in itertools.islice(csv.DictReader(handle, delimiter="\t"), 3000)]
-    start = time.perf_counter()
     results = [extract_phrases(c) for c in captions]
-    elapsed = time.perf_counter() - start
     for p in results:
         _check_well_formed(p)
     assert sum(bool(p.actions) for p in results) > 0.75 * len(results)
     assert sum(bool(p.subjects) for p in results) > 0.75 * len(results)
-    assert elapsed < 1.5, f"{len(captions) / elapsed:.0f} captions/s"  # >= 2,000/s; measured ~30,000/s

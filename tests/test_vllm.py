@@ -55,7 +55,9 @@ def test_refine_through_vllm(vllm_spec, graph):
     proc = rapo("refine", "--llm", vllm_spec, "--graph", str(graph), "--json", "a dog running on the beach")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["prompt"].strip()
+    # Every answer the server gave went through the guards: kept as a candidate's step, or rejected with a reason.
+    answered = [c for c in result["candidates"] if c["step"] != "input"] + result["rejected"]
+    assert answered and all(r["reason"] for r in result["rejected"])
     assert result["models"]["llm"] == vllm_spec and result["models"]["adapter"] is None
 
 
@@ -89,9 +91,14 @@ def test_lora_adapter_selected_by_name_changes_the_output(vllm_spec, vllm_lora, 
     assert base.text and tuned.text and tuned.text != base.text
     assert tuned_llm.adapter_id == vllm_lora
 
+    # With an adapter, Stage 1 is the distilled rewriter: the server continues the forced answer start (vLLM's
+    # continue_final_message), so every candidate and every rejected answer starts with the user's prompt.
     proc = rapo("refine", "--llm", vllm_spec, "--adapter", vllm_lora, "--graph", str(graph), "--json", "a red car")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["models"]["adapter"] == vllm_lora
+    result = json.loads(proc.stdout)
+    assert result["models"]["adapter"] == vllm_lora and result["models"]["templates"] == ["distill_rewrite@2"]
+    texts = [c["text"] for c in result["candidates"]] + [r["text"] for r in result["rejected"]]
+    assert all(t.lower().startswith("a red car") for t in texts)
 
 
 @pytest.mark.vllm
