@@ -1,1 +1,1 @@
-"""Agent layer: CLI and (later) the LangGraph state machine."""
+"""Agent layer: the `rapo` command line, the LangGraph SSPO loop and chat graph, runs and their stores, the web UI."""

@@ -72,8 +72,8 @@ _SYSTEM = (
 class LLMController:
     """A chat model with tools bound picks the next step, within an allow-list and a lookup budget.
 
-    Anything else it does (no tool call, a tool off the allow-list, too many lookups) is recorded
-    and the SSPO policy decides instead, so a confused model can never stall or break a run.
+    Anything else (no tool call, a tool off the allow-list, too many lookups, a failed model call or lookup) is
+    recorded and the SSPO policy decides instead, so a confused or unreachable model never stops a run.
     """
 
     name = "llm"
@@ -95,7 +95,10 @@ class LLMController:
         calls: list[ToolCall] = []
         for _ in range(self.max_lookups + 1):
             started = time.perf_counter()
-            reply = model.invoke(messages)
+            try:
+                reply = model.invoke(messages)
+            except Exception as exc:  # noqa: BLE001 - any failure of the model is the policy's turn
+                return self._fallback(state, ctx, calls, f"the model call failed: {type(exc).__name__}: {exc}"[:300])
             if not reply.tool_calls:
                 return self._fallback(state, ctx, calls, "the model called no tool")
             request = reply.tool_calls[0]
@@ -114,7 +117,10 @@ class LLMController:
             if name == "revise":
                 calls.append(ToolCall(tool="revise", args=args, summary="another round", seconds=_since(started)))
                 return {"next_action": "revise", "instructions": args.get("instructions", ""), "tool_calls": calls}
-            result = tools[name].invoke(args)
+            try:
+                result = tools[name].invoke(args)
+            except Exception as exc:  # noqa: BLE001 - a lookup that fails is the policy's turn
+                return self._fallback(state, ctx, calls, f"{name} failed: {type(exc).__name__}: {exc}"[:300])
             calls.append(ToolCall(tool=name, args=args, summary=str(result)[:300], seconds=_since(started)))
             messages += [reply, ToolMessage(str(result)[:4000], tool_call_id=request["id"])]
         return self._fallback(state, ctx, calls, f"more than {self.max_lookups} lookups")

@@ -138,6 +138,18 @@ def test_llm_controller_off_the_allow_list_falls_back_to_the_policy(context):
     assert final["stop_reason"] == "1 revision rounds done"
 
 
+def test_llm_controller_whose_model_fails_falls_back_to_the_policy(context):
+    class Unreachable(ToolCallingFake):
+        def invoke(self, *args, **kwargs):
+            raise ConnectionError("server went away")
+
+    controller = LLMController(Unreachable(responses=[]), allowed=["revise", "finish"])
+    final = run(context(SSPOConfig(max_iters=1, candidates=1), controller=controller))
+    notes = [c.summary for c in final["tool_calls"] if c.tool == "controller"]
+    assert notes == ["the model call failed: ConnectionError: server went away; the policy decided"]
+    assert final["stop_reason"] == "1 revision rounds done"
+
+
 def test_a_failing_generator_is_an_observation(context):
     class Broken(VideoGenerator):
         def generate(self, prompt, seed, params, out_dir):

@@ -43,7 +43,7 @@ class VlmJudge:
     evenly spaced frames go as base64 JPEG image parts with the `vlm_judge` template and questions from
     `tools.critics.questions.derive_questions`. Replies are parsed leniently (`parse_reply`); a question without a
     readable score is recorded as unparsed. Score: `(mean - 1) / 4` over the parsed 1-5 scores, so 1 -> 0 and
-    5 -> 1; with nothing parsed the score is 0.5, `raw["parsed"]` is 0 and the feedback says so.
+    5 -> 1. A reply with no readable score at all raises ServiceError: a failed critique, never an invented score.
 
     Args:
         base_url: the endpoint's base URL, e.g. "http://127.0.0.1:8000/v1".
