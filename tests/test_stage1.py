@@ -96,8 +96,9 @@ def test_a_distilled_answer_that_ignores_the_modifier_or_repeats_itself_is_rejec
     ]
     assert [c.branch for c in result.candidates] == ["naive"] and result.prompt.endswith(naive[1])
 
-    nothing = Stage1(lookup, DistillLLM(["Sure!"], ["Sure!"]), Stage1Settings(max_modifiers=0)).run("a dog")
+    nothing = Stage1(lookup, DistillLLM(["Sure!"], ["Sure!", ""]), Stage1Settings(max_modifiers=0)).run("a dog")
     assert nothing.prompt == "a dog" and [c.step for c in nothing.candidates] == ["input"]
+    assert [r.reason for r in nothing.rejected] == ["chat artefact 'Sure'", "adds nothing to the prompt"]
 
 
 def test_the_target_profile_sets_the_length(lookup):

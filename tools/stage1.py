@@ -282,6 +282,8 @@ class Stage1:
                 out = self.llm.generate(distill.messages(prompt, details), sample_seed, sampling)
                 text = guards.trim_to_words(f"{prefix} {guards.clean(out.text)}".strip(), limit, keep=prefix)
                 reason = guards.check(prompt, text, limit, " ".join(details))
+                if reason is None and len(text.split()) <= len(prefix.split()):
+                    reason = "adds nothing to the prompt"
                 if reason is None:
                     entries.append((branch, text, "distill"))
                     break
