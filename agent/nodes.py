@@ -76,7 +76,11 @@ def generate(state: SSPOState, runtime: Runtime[Context]) -> dict:
 
 
 def critique(state: SSPOState, runtime: Runtime[Context]) -> dict:
-    """Score every video of the round with every critic."""
+    """Score every video of the round with every critic, against the user's prompt.
+
+    The paper's M(rho_u, v), as VBench and T2V-CompBench judge: a candidate that invents details is not rewarded
+    for showing them. The candidate's own text stays in its `Evaluation`; the tool call records what was judged.
+    """
     ctx = runtime.context
     evaluations, calls = [], []
     for item in state.videos:
@@ -88,7 +92,7 @@ def critique(state: SSPOState, runtime: Runtime[Context]) -> dict:
             evaluation.video = str(Path(video["path"]).relative_to(ctx.run_dir))
             evaluation.video_key = video["key"]
             for name in ctx.critics:
-                result, call = call_tool(ctx, f"critic_{name}", {"video": video["path"], "prompt": item["prompt"]})
+                result, call = call_tool(ctx, f"critic_{name}", {"video": video["path"], "prompt": state.input})
                 calls.append(call)
                 if result:
                     evaluation.scores[name] = result["score"]

@@ -108,6 +108,9 @@ def test_policy_loop_keeps_the_best_and_records_every_tool_call(context):
     tools = [c.tool for c in final["tool_calls"]]
     assert tools[0] == "refine_prompt" and tools.count("generate_video") == 6 and "revise_prompt" in tools
     assert tools.count("critic_temporal") == tools.count("critic_imaging") == 6
+    # Every critic judged the video against the user's prompt, not against the candidate that made it.
+    judged = {c.args["prompt"] for c in final["tool_calls"] if c.tool.startswith("critic_")}
+    assert judged == {final["input"]} and len({e.prompt for e in final["evaluated"]}) > 1
     assert all(c.seconds >= 0 and c.summary for c in final["tool_calls"])
 
 
