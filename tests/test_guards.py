@@ -120,3 +120,13 @@ def test_incoherent_rewrites_are_rejected_with_their_reason(source, candidate, r
 )
 def test_coherent_rewrites_pass(source, candidate):
     assert guards.check(source, candidate, max_words=200) is None
+
+
+def test_sentences_a_video_cannot_show_are_dropped_but_never_the_prompt():
+    text = (
+        "The sound of a bell. A bell swings in a stone tower. The air is filled with the scent of rain. "
+        "Pigeons scatter as you can hear it ring. Grey clouds drift behind the tower."
+    )
+    assert guards.drop_non_visual(text, keep="The sound of a bell.") == (
+        "The sound of a bell. A bell swings in a stone tower. Grey clouds drift behind the tower."
+    )

@@ -90,6 +90,26 @@ def trim_unfinished(text: str) -> str:
     return text[: end + 1]
 
 
+# What a video cannot show: "The air is filled with the scent of pine", "the sound of waves".
+NON_VISUAL = re.compile(
+    r"\b(?:scents?|smell(?:s|ing)?|aromas?|fragran(?:ce|t)|odou?rs?|tastes?|tasting|sounds?\s+of|hear(?:s|d|ing)?|"
+    r"audible)\b",
+    re.IGNORECASE,
+)
+
+
+def drop_non_visual(text: str, keep: str = "") -> str:
+    """`text` without its sentences about smell, taste or sound (a video model renders none); `keep` always stays."""
+    sentences = re.split(r"(?<=[.!?])\s+", text.strip())
+    kept, length = [], 0
+    for sentence in sentences:
+        if length >= len(keep) and NON_VISUAL.search(sentence):
+            continue
+        kept.append(sentence)
+        length += len(sentence) + 1
+    return " ".join(kept)
+
+
 def trim_to_words(text: str, max_words: int, keep: str = "") -> str:
     """`text` cut back to whole sentences within `max_words` words; never shorter than `keep`, its forced start.
 

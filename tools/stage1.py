@@ -258,8 +258,9 @@ class Stage1:
         One branch is written: an answer of about 100 words costs about 12 s on 2 CPU cores, and the discriminator
         prefers the branch that keeps the merged modifiers anyway. The naive branch is written when no modifier
         was retrieved or every rapo answer failed the guards. Each answer continues the forced prefix (the user's
-        prompt), stops at a sentence end near the target profile's length, is cut to its maximum, and is guarded; a
-        failed answer is asked again at a higher temperature. With every answer failed, the candidate is the prompt.
+        prompt), stops at a sentence end near the target profile's length, loses its sentences about smell, taste
+        or sound, is cut to its maximum, and is guarded; a failed answer is asked again at a higher temperature.
+        With every answer failed, the candidate is the prompt.
         """
         t = time.perf_counter()
         target = self.profile
@@ -280,7 +281,8 @@ class Stage1:
                 sampling = decoding.model_copy(update={"temperature": decoding.temperature + 0.3 * attempt})
                 sample_seed = seed * 10 + attempt
                 out = self.llm.generate(distill.messages(prompt, details), sample_seed, sampling)
-                text = guards.trim_to_words(f"{prefix} {guards.clean(out.text)}".strip(), limit, keep=prefix)
+                text = guards.drop_non_visual(f"{prefix} {guards.clean(out.text)}".strip(), keep=prefix)
+                text = guards.trim_to_words(text, limit, keep=prefix)
                 reason = guards.check(prompt, text, limit, " ".join(details))
                 if reason is None and len(text.split()) <= len(prefix.split()):
                     reason = "adds nothing to the prompt"
