@@ -135,7 +135,7 @@ def optimize_cmd(
     )  # fmt: skip
     video_generator = VideoGenerator(generator, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
     graph_location, embedder = open_graph(graph, settings)
-    stage1_settings = Stage1Settings(target=check_target(target or settings.target))
+    stage1_settings = Stage1Settings(target=check_target(target or settings.target), both_branches=True)
     stage1 = stage1_pipeline(
         (graph_location, embedder), llm or settings.llm, settings.llm_dtype, stage1_settings, adapter
     )

@@ -27,7 +27,9 @@ class RunSpec(BaseModel):
     llm: str | None = Field(None, description="The --llm string, passed through unchanged.")
     llm_dtype: str = "auto"
     adapter: str | None = Field(None, description="--adapter as given; None means the default (agent.refine).")
-    stage1: Stage1Settings = Field(default_factory=Stage1Settings)
+    stage1: Stage1Settings = Field(
+        default_factory=lambda: Stage1Settings(both_branches=True), description="Round 0 renders both branches."
+    )
     run_dir: Path = Field(description="The run dir, shared by every worker.")
     store: str | None = Field(None, description="A postgresql:// URL, or None for the SQLite files in the run dir.")
     controller: str = Field("policy", description="policy, or llm: the served --llm model picks each step.")

@@ -79,6 +79,12 @@ def test_the_distilled_rewriter_continues_the_prompt_and_weaves_in_the_modifier(
     assert llm.requests[0][-2]["content"] == "a dog running on the beach\nInclude: running along the shoreline"
     assert [(c.branch, c.text) for c in result.candidates] == [("rapo", f"A dog running on the beach. {rapo}")]
     assert result.branch == "rapo" and result.merged == ["running along the shoreline"]
+
+    # SSPO asks for both branches: its round 0 renders both
+    both = Stage1(
+        lookup, DistillLLM([rapo], [naive]), Stage1Settings(max_modifiers=1, threshold=0.3, both_branches=True)
+    )
+    assert [c.branch for c in both.run("a dog running on the beach").candidates] == ["rapo", "naive"]
     assert result.target.name == "wan" and result.models["templates"] == ["distill_rewrite@2"]
     assert result.rejected == []
 

@@ -45,6 +45,11 @@ class Stage1Settings(BaseModel):
     attempts: int = Field(2, ge=1, le=5, description="Samples per LLM step before it falls back.")
     max_words: int = Field(80, ge=5, description="Length bound on every candidate of the plain model's steps.")
     target: TargetName = Field(DEFAULT_TARGET, description="The video model whose prompt length to write for.")
+    both_branches: bool = Field(
+        False,
+        description="With an adapter, write the naive branch even when the rapo branch passed: SSPO's round 0 "
+        "renders both, which is the label a learned discriminator trains on.",
+    )
     decoding: Decoding = Field(
         # Copying the prompt is the task, so no repetition penalty (it would punish the prompt's own words).
         default_factory=lambda: Decoding(
@@ -255,12 +260,12 @@ class Stage1:
     ) -> list[tuple[str, str, str]]:
         """The distilled steps 3-5: the rapo branch (modifiers woven in), else the naive one (the prompt alone).
 
-        One branch is written: an answer of about 100 words costs about 12 s on 2 CPU cores, and the discriminator
-        prefers the branch that keeps the merged modifiers anyway. The naive branch is written when no modifier
-        was retrieved or every rapo answer failed the guards. Each answer continues the forced prefix (the user's
-        prompt), stops at a sentence end near the target profile's length, loses its sentences about smell, taste
-        or sound, is cut to its maximum, and is guarded; a failed answer is asked again at a higher temperature.
-        With every answer failed, the candidate is the prompt.
+        One branch is written unless `both_branches`: an answer of about 100 words costs about 12 s on 2 CPU cores,
+        and the discriminator prefers the branch that keeps the merged modifiers anyway. The naive branch is
+        written when no modifier was retrieved or every rapo answer failed the guards. Each answer continues the
+        forced prefix (the user's prompt), stops at a sentence end near the target profile's length, loses its
+        sentences about smell, taste or sound, is cut to its maximum, and is guarded; a failed answer is asked
+        again at a higher temperature. With every answer failed, the candidate is the prompt.
         """
         t = time.perf_counter()
         target = self.profile
@@ -277,6 +282,8 @@ class Stage1:
         requests = {"rapo": [m.text for m in chosen], "naive": []} if chosen else {"naive": []}
         entries: list[tuple[str, str, str]] = []
         for branch, details in requests.items():
+            if entries and not self.settings.both_branches:
+                break
             for attempt in range(self.settings.attempts):
                 sampling = decoding.model_copy(update={"temperature": decoding.temperature + 0.3 * attempt})
                 sample_seed = seed * 10 + attempt
@@ -295,8 +302,6 @@ class Stage1:
                         temperature=sampling.temperature,
                     )
                 )  # fmt: skip
-            if entries:
-                break
         timings["distill"] = time.perf_counter() - t
         return entries or [("naive", prompt, "input")]
 
