@@ -25,6 +25,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from safetensors.torch import load_file, save_file
+
 from finetune.dataset import Pair, assign_splits, dedupe, pairs_from_files
 from finetune.train import TrainConfig, train
 from graph_db.extract import extract_phrases
@@ -128,8 +130,11 @@ def main() -> None:
 
     # Ship only what loading needs (the base model's tokenizer is the tokenizer); the manifest says how to redo it.
     SHIPPED.mkdir(parents=True, exist_ok=True)
-    for name in ("adapter_config.json", "adapter_model.safetensors", "rapo_train.json"):
+    for name in ("adapter_config.json", "rapo_train.json"):
         shutil.copy2(args.work / "adapter" / name, SHIPPED / name)
+    # float16 on disk (4.9 MB, not 9.8): LocalLLM loads it into the float32 base and merges it into the weights.
+    weights = load_file(args.work / "adapter" / "adapter_model.safetensors")
+    save_file({k: v.half() for k, v in weights.items()}, SHIPPED / "adapter_model.safetensors", {"format": "pt"})
     manifest = {
         "command": "python -m finetune.default_adapter " + " ".join(sys.argv[1:]),
         "dataset": summary,
