@@ -31,13 +31,14 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from agent import console
+from graph_db.backends import open_store
 from graph_db.builder import build_graph
 from graph_db.embeddings import Embedder
 from graph_db.importers import read_captions
 from graph_db.neo4j_config import Neo4jSettings
-from graph_db.store import GraphSource, open_store
+from graph_db.store import GraphSource
 from graph_db.transfer import copy_graph
+from rapo_common import progress_bar, quiet_libraries, stdout
 from tools.retrieval import GraphLookup
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +59,7 @@ def build(captions_limit: int, graph: Path, embedder: Embedder) -> dict:
     graph.unlink(missing_ok=True)
     marks: dict[str, float] = {}
     counts = {"captions": 0, "phrases": 0}
-    with console.progress() as bar:
+    with progress_bar() as bar:
         read = bar.add_task("extracting", total=captions_limit)
 
         def on_caption(n: int) -> None:
@@ -106,7 +107,7 @@ def neo4j_url(given: str | None) -> tuple[str, dict]:
 
 def push(graph: Path, url: str) -> dict:
     """Replace the graph at `url` with the embedded one; returns throughput."""
-    with open_store(graph) as source, open_store(url, create=True) as target, console.progress() as bar:
+    with open_store(graph) as source, open_store(url, create=True) as target, progress_bar() as bar:
         task = bar.add_task("pushing", total=None)
         report = copy_graph(
             source,
@@ -131,7 +132,7 @@ def retrieval(graph: Path, url: str, embedder: Embedder, prompts: list[str], top
     times: dict[str, list[float]] = {"embedded": [], "neo4j": []}
     same_modifiers = same_scenes = 0
     worst = 0.0
-    with open_store(graph) as local, open_store(url) as server, console.progress() as bar:
+    with open_store(graph) as local, open_store(url) as server, progress_bar() as bar:
         lookups = {"embedded": GraphLookup(local, embedder), "neo4j": GraphLookup(server, embedder)}
         for prompt, vector in zip(prompts[:WARMUP], vectors, strict=False):  # lazy loads and cold caches
             for lookup in lookups.values():
@@ -188,7 +189,7 @@ def main() -> None:
     for path in (CAPTIONS, *PROMPT_FILES):
         if not path.is_file():
             sys.exit(f"benchmark data missing: {path} (expected the shared data folder beside the project)")
-    console.quiet_libraries()
+    quiet_libraries()
     embedder = Embedder()
     figures: dict[str, dict] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_1m": os.getloadavg()[0]},
@@ -229,7 +230,7 @@ def main() -> None:
         table.add_row(f"[cyan]{section}[/cyan]", "")
         for key, value in values.items():
             table.add_row(f"  {key}", str(value))
-    console.out.print(table)
+    stdout.print(table)
 
 
 if __name__ == "__main__":

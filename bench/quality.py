@@ -31,13 +31,17 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and its name hides the `finetune` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from agent import console  # noqa: E402
-from agent.options import open_graph  # noqa: E402
-from agent.refine import stage1_pipeline  # noqa: E402
+from agent.runs.refine import stage1_pipeline  # noqa: E402
+from agent.runs.run_spec import open_graph  # noqa: E402
 from agent.settings import Settings  # noqa: E402
 from finetune.default_adapter import VBENCH, split_pairs  # noqa: E402
 from graph_db.embeddings import Embedder  # noqa: E402
-from graph_db.importers import read_lines  # noqa: E402
+from rapo_common import (  # noqa: E402
+    progress_bar,
+    quiet_libraries,
+    read_lines,  # noqa: E402
+    stderr,
+)
 from tools import guards  # noqa: E402
 from tools.profiles import DEFAULT_TARGET, profile  # noqa: E402
 from tools.stage1 import Stage1Settings  # noqa: E402
@@ -114,7 +118,7 @@ def run_rapo(name: str, adapter: str | None, max_modifiers: int, prompts: list[s
     stage1 = stage1_pipeline(open_graph(None, settings), None, settings.llm_dtype, stage1_settings, adapter)
     stage1.load()
     outputs, seconds, fallbacks, rejected, branches, records = [], [], 0, 0, Counter(), []
-    with console.progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task(name, total=len(prompts))
         for prompt in prompts:
             started = time.perf_counter()
@@ -149,7 +153,7 @@ def main() -> None:
     parser.add_argument("--rows", default="all", help="all, or a comma list of: plain, distilled, nomerge")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    console.quiet_libraries()
+    quiet_libraries()
 
     prompts = held_out(args.vbench, args.limit)
     lines = [n for n, _ in prompts]
@@ -186,7 +190,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     report = {"args": {k: str(v) for k, v in vars(args).items()}, "lines": lines, "inputs": inputs, "rows": rows}
     (args.work / "quality.json").write_text(json.dumps(report, indent=2, default=str))
-    console.err.print(f"wrote {args.work / 'quality.json'}", markup=False)
+    stderr.print(f"wrote {args.work / 'quality.json'}", markup=False)
 
 
 if __name__ == "__main__":

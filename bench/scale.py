@@ -20,10 +20,10 @@ import shutil
 import time
 from pathlib import Path
 
-from agent.context import SSPOConfig
-from agent.distributed import optimize_on_ray, start_workers
-from agent.optimize import open_run
-from agent.run_spec import RunSpec
+from agent.loop.context import SSPOConfig
+from agent.runs.distributed import optimize_on_ray, start_workers
+from agent.runs.optimize import open_run
+from agent.runs.run_spec import RunSpec
 from graph_db.default_graph import default_graph_path
 from graph_db.embeddings import Embedder
 

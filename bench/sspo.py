@@ -21,8 +21,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from agent.cli import app
-from agent.trajectory import open_run_dir
+from agent.cli.main import app
+from agent.runs.trajectory import open_run_dir
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CATEGORIES = {"generate_video": "generate", "refine_prompt": "llm", "revise_prompt": "llm"}

@@ -28,11 +28,12 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from agent import console
+from graph_db.backends import open_store
 from graph_db.builder import build_graph
 from graph_db.embeddings import Embedder
 from graph_db.importers import read_captions
-from graph_db.store import GraphSource, open_store
+from graph_db.store import GraphSource
+from rapo_common import progress_bar, quiet_libraries, stderr, stdout
 from tools.guards import faithfulness
 from tools.llm import LocalLLM
 from tools.retrieval import GraphLookup
@@ -64,7 +65,7 @@ def build(captions_limit: int | None, graph: Path, embedder: Embedder) -> dict:
     graph.unlink(missing_ok=True)
     marks: dict[str, float] = {}
     counts = {"captions": 0, "phrases": 0}
-    with console.progress() as bar:
+    with progress_bar() as bar:
         read = bar.add_task("extracting", total=captions_limit)
         embed = bar.add_task("embedding", total=None, visible=False)
 
@@ -111,7 +112,7 @@ def retrieval_latency(lookup: GraphLookup, prompts: list[str], top_k: int, thres
     for prompt in prompts[:WARMUP]:  # first calls pay for lazy initialisation and cold caches
         lookup.retrieve(prompt, top_k, threshold)
     times: dict[str, list[float]] = {"embed": [], "search": [], "both": []}
-    with console.progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("retrieval", total=len(prompts))
         for prompt in prompts:
             t0 = time.perf_counter()
@@ -132,7 +133,7 @@ def stage1_quality(stage1: Stage1, prompts: list[str], seed: int, outputs: Path)
     """Run Stage 1 on each prompt; write (input, output, branch) lines to `outputs`; summarise."""
     load_s = stage1.load()
     results = []
-    with console.progress() as bar, outputs.open("w", encoding="utf-8") as sink:
+    with progress_bar() as bar, outputs.open("w", encoding="utf-8") as sink:
         task = bar.add_task("stage 1", total=len(prompts))
         for prompt in prompts:
             result = stage1.run(prompt, seed)
@@ -174,7 +175,7 @@ def report(figures: dict) -> None:
             rows = value.items() if isinstance(value, dict) else [("", value)]
             for part, v in rows:
                 table.add_row(f"  {key} {part}".rstrip(), str(v))
-    console.out.print(table)
+    stdout.print(table)
 
 
 def main() -> None:
@@ -193,7 +194,7 @@ def main() -> None:
     for path in (CAPTIONS, PROMPTS):
         if not path.is_file():
             sys.exit(f"benchmark data missing: {path} (expected the shared data folder beside the project)")
-    console.quiet_libraries()
+    quiet_libraries()
     import torch
 
     # 1. Build the graph, or reuse the one built with the same caption limit
@@ -249,7 +250,7 @@ def main() -> None:
     json_out = args.json_out or args.work / "stage1.json"
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(figures, indent=2))
-    console.err.print(f"wrote {json_out} and {outputs}", markup=False, highlight=False)
+    stderr.print(f"wrote {json_out} and {outputs}", markup=False, highlight=False)
     store.close()
 
 

@@ -16,9 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from agent.trajectory import open_run_dir
-from graph_db.errors import InputFileError, RapoError
-from graph_db.importers import read_lines
+from agent.runs.trajectory import open_run_dir
+from rapo_common import InputFileError, RapoError, read_lines
 from tools import guards
 
 Split = Literal["train", "val"]

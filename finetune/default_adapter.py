@@ -10,7 +10,7 @@ cat, Van Gogh style" share one), seeded, 10% held out; `bench/quality.py` reads 
     .venv/bin/python -m finetune.default_adapter --work /tmp/rapo-distill          # data, train, ship
     .venv/bin/python -m finetune.default_adapter --work /tmp/rapo-distill --resume # after a crash
 
-Writes `<work>/data`, `<work>/adapter` (checkpoints) and copies the adapter into `finetune/adapters/vbench-smollm2`
+Writes `<work>/data`, `<work>/adapter` (checkpoints) and copies the adapter into `tools/adapters/vbench-smollm2`
 with `MANIFEST.json`: data files and their SHA-256, the command, seed, config and library versions.
 """
 

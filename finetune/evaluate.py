@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 from finetune.dataset import Pair, read_pairs
 from finetune.train import TEMPLATE, check_adapter_matches, resolve_base
 from graph_db.embeddings import Embedder
-from graph_db.errors import RapoError
 from prompts.loader import load_template
+from rapo_common import RapoError
 from tools import distill, guards
 from tools.llm import Decoding, LocalLLM
 

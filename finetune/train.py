@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from finetune.dataset import Pair, read_pairs
-from graph_db.errors import ModelError, RapoError
+from rapo_common import ModelError, RapoError
 from tools import distill
 from tools.llm import default_llm_path
 

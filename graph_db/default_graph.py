@@ -14,10 +14,10 @@ from typing import Any
 
 from graph_db.builder import GraphBuilder
 from graph_db.embeddings import Embedder
-from graph_db.home import rapo_home
 from graph_db.model import CaptionPhrases, normalize_phrase
 from graph_db.sqlite_store import SQLiteGraphStore
 from graph_db.store import GraphSource
+from rapo_common import rapo_home
 
 DEFAULT_GRAPH_VERSION: int = 1
 """Version of ``default_graph.json``; bump it whenever the JSON changes."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graph_db.errors import ModelError
+from rapo_common import ModelError
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 EMBEDDING_DIM = 384

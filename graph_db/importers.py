@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from graph_db.embeddings import EMBEDDING_DIM, Embedder
-from graph_db.errors import InputFileError
 from graph_db.model import Kind, normalize_phrase
 from graph_db.store import EdgeRow, GraphMeta, GraphSource, GraphStore, NodeRow
+from rapo_common import InputFileError, read_lines
 
 CAPTION_FORMATS = {".tsv": "captions-tsv", ".csv": "captions-csv", ".jsonl": "captions-jsonl", ".txt": "vbench-txt"}
 _CAPTION_COLUMNS = ("caption", "text", "prompt", "Input")
@@ -28,41 +28,6 @@ def caption_format(path: Path) -> str:
         raise InputFileError(
             f"unknown caption file type: {path} (use .tsv, .csv, .jsonl or a .txt of one prompt per line)"
         ) from None
-
-
-def read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    r"""Yield (line number, text) of a UTF-8 file, failing on the first line that is not UTF-8.
-
-    A line ends where `open()` in text mode ends one: at "\n", "\r\n" or a lone "\r", and nowhere else.
-    U+2028, U+2029, U+0085, form feeds and the other characters `str.splitlines` also breaks at stay inside
-    their line: the numbers are those of Python's `for line in open(path)`.
-    """
-    if not path.is_file():
-        raise InputFileError(f"file not found: {path}")
-    number = 0
-    with path.open("rb") as f:
-        for raw in f:  # split at b"\\n" only
-            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1] if raw.endswith((b"\n", b"\r")) else raw
-            for part in raw.split(b"\r"):
-                number += 1
-                try:
-                    yield number, part.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise InputFileError(
-                        f"{path}:{number}: not UTF-8 text ({exc.reason} at byte {exc.start})"
-                    ) from None
-
-
-# Characters `str.splitlines` breaks at that JSON leaves raw: escaped, a JSON line is one line for every reader.
-_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
-
-
-def jsonl_line(record: object) -> str:
-    """`record` as one line of JSON Lines (no newline at the end), readable text kept as it is."""
-    line = json.dumps(record, ensure_ascii=False, default=str)
-    for char, escape in _LINE_BREAKS.items():
-        line = line.replace(char, escape)
-    return line
 
 
 def read_captions(path: Path, where: dict[str, str] | None = None) -> Iterator[str]:

@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from graph_db.embeddings import EMBEDDING_DIM, Embedder
-from graph_db.errors import GraphFileError
 from graph_db.model import Hit, Kind, Neighbour
+from rapo_common import GraphFileError
 
 SCHEMA_VERSION = 1
 
@@ -124,26 +123,6 @@ class GraphStore(Protocol):
     def clear(self) -> None:
         """Delete the whole graph."""
         ...
-
-
-def open_store(location: str | Path, *, create: bool = False) -> GraphStore:
-    """Open the graph at `location`: a file path for the embedded store, a bolt:// or neo4j:// URL for Neo4j.
-
-    Args:
-        location: where the graph lives: a file, or ``bolt://[USER@]HOST[:PORT][/DATABASE]`` (the password
-            comes from $NEO4J_PASSWORD or $NEO4J_PASSWORD_FILE).
-        create: make a new empty graph when there is none (for building, importing and copying); on Neo4j,
-            also create missing constraints and vector indexes.
-    """
-    from graph_db.neo4j_config import is_server_url
-
-    if not is_server_url(location):
-        from graph_db.sqlite_store import SQLiteGraphStore
-
-        return SQLiteGraphStore(Path(location), create=create)
-    from graph_db.neo4j_store import Neo4jGraphStore
-
-    return Neo4jGraphStore(str(location), create=create)
 
 
 def check_embedder(store: GraphStore, embedder: Embedder) -> GraphMeta:

@@ -2,10 +2,11 @@
 
 from itertools import islice
 
+from graph_db.backends import open_store
 from graph_db.builder import build_graph
 from graph_db.importers import read_captions
 from graph_db.model import Kind
-from graph_db.store import GraphSource, open_store
+from graph_db.store import GraphSource
 from tests.conftest import shared_data
 from tools.retrieval import GraphLookup
 

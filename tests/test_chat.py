@@ -9,36 +9,26 @@ import subprocess
 
 import pytest
 
-from agent.context import Context, SSPOConfig, make_tools
-from agent.controllers import PolicyController
-from agent.session import ChatSettings, ChatStore
-from agent.state import Turn
-from graph_db.errors import RapoError
-from graph_db.store import open_store
+from agent.chat.session import ChatSettings, ChatStore
+from agent.loop.context import Context, SSPOConfig
+from agent.loop.state import Turn
+from agent.runs.run_spec import RunSpec, build_context
+from graph_db.backends import open_store
+from rapo_common import RapoError
 from tests.test_cli import RAPO
-from tools.critics.registry import make_critic
-from tools.generator import VideoGenerator
 from tools.retrieval import GraphLookup
-from tools.revise import PromptReviser
 from tools.stage1 import Stage1, Stage1Settings
 
 PROMPT = "a dog running on the beach"
 
 
 def chat_context(graph, embedder, llm, home) -> Context:
+    """The session's context from the composition root, with a Stage 1 on the test's LLM and a low threshold."""
     stage1 = Stage1(
         GraphLookup(open_store(graph), embedder), llm, Stage1Settings(threshold=0.2, max_modifiers=1, attempts=1)
     )
-    config = SSPOConfig(candidates=2)
-    critics = [make_critic("temporal"), make_critic("imaging")]
-    return Context(
-        config=config,
-        tools=make_tools(stage1, critics, VideoGenerator("tiny-wan"), config.params, home),
-        critics=[c.name for c in critics],
-        reviser=PromptReviser(llm, attempts=1),
-        controller=PolicyController(),
-        run_dir=home,
-    )
+    spec = RunSpec(generator="tiny-wan", critics=["temporal", "imaging"], config=SSPOConfig(candidates=2), run_dir=home)
+    return build_context(spec, stage1=stage1)
 
 
 @pytest.mark.slow

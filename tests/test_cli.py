@@ -67,7 +67,7 @@ def test_refine_json_fields_and_seed(graph):
     assert all("reason" in r for r in result["rejected"])
     assert result["models"]["llm"] == "SmolLM2-135M-Instruct" and result["seed"] == 5
     # The default is the shipped distilled rewriter, for Wan's profile; its answers continue the user's prompt.
-    assert result["models"]["adapter"].endswith("finetune/adapters/vbench-smollm2")
+    assert result["models"]["adapter"].endswith("tools/adapters/vbench-smollm2")
     assert result["models"]["templates"] == ["distill_rewrite@2"] and result["target"]["name"] == "wan"
     texts = [c["text"] for c in result["candidates"]] + [r["text"] for r in result["rejected"]]
     assert all(t.lower().startswith("a dog running on the beach") for t in texts)

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from graph_db.errors import ModelError, ServiceError
+from rapo_common import ModelError, ServiceError
 from tools.critics.flow import FlowCritic, direction
 from tools.critics.imaging import ImagingCritic
 from tools.critics.questions import derive_questions

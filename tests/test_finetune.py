@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from agent.state import Evaluation
-from agent.trajectory import TrajectoryStore
+from agent.loop.state import Evaluation
+from agent.runs.trajectory import TrajectoryStore
 from finetune.dataset import build_dataset, read_pairs
 from finetune.evaluate import lcs_length, rouge_l
-from graph_db.errors import RapoError
+from rapo_common import RapoError
 from tests.graphs import build_small_graph
 from tests.test_cli import assert_one_line_error, rapo
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graph_db.errors import ModelError
+from rapo_common import ModelError
 from tools.generator import GeneratedVideo, GenerationParams, VideoGenerator, _call_arguments, video_key
 from tools.tiny_pipelines import TINY_MARKER, TINY_NOTE, save_tiny_pipeline
 from tools.video import read_video

@@ -4,10 +4,10 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from graph_db.errors import InputFileError
+from graph_db.backends import open_store
 from graph_db.importers import import_rapo, read_captions
 from graph_db.model import Kind
-from graph_db.store import open_store
+from rapo_common import InputFileError
 
 
 def test_tsv_with_filter(tmp_path):

@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from agent.refine import read_prompts, refine_file
+from agent.runs.refine import read_prompts, refine_file
 from finetune.dataset import pairs_from_files
-from graph_db.importers import jsonl_line, read_captions, read_lines
-from graph_db.store import open_store
+from graph_db.backends import open_store
+from graph_db.importers import read_captions
+from rapo_common import jsonl_line, read_lines
 from tests.graphs import build_small_graph
 from tests.scripted import DistillLLM
 from tools.retrieval import GraphLookup

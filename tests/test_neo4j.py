@@ -8,13 +8,14 @@ import sys
 import numpy as np
 import pytest
 
+from graph_db.backends import open_store
 from graph_db.default_graph import default_graph_path
-from graph_db.errors import GraphServerError
 from graph_db.model import CaptionPhrases, Kind
 from graph_db.neo4j_config import Neo4jSettings, is_server_url
 from graph_db.neo4j_store import LABELS, constraint_name, index_name
-from graph_db.store import GraphMeta, NodeRow, open_store
+from graph_db.store import GraphMeta, NodeRow
 from graph_db.transfer import copy_graph
+from rapo_common import GraphServerError
 from tests.conftest import SHARED_DATA
 from tests.graphs import build_small_graph
 from tools.retrieval import GraphLookup

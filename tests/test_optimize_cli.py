@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from agent.trajectory import TrajectoryStore
+from agent.runs.trajectory import TrajectoryStore
 from tests.test_cli import RAPO, assert_one_line_error, rapo
 
 PROMPTS = [

@@ -1,7 +1,7 @@
 import pytest
 
+from graph_db.backends import open_store
 from graph_db.model import Kind
-from graph_db.store import open_store
 from tests.graphs import build_small_graph
 from tools.retrieval import GraphLookup
 

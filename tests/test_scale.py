@@ -19,20 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from agent.claims import ClaimedGenerator, VideoClaims, generation_counts
-from agent.context import SSPOConfig
-from agent.distributed import optimize_on_ray, start_workers
-from agent.optimize import open_run, optimize
-from agent.refine import stage1_pipeline
-from agent.run_spec import RunSpec, make_context
-from agent.schema import LATEST, MIGRATIONS
-from agent.state import Evaluation, ToolCall
-from agent.trajectory import TrajectoryStore
+from agent.loop.context import SSPOConfig
+from agent.loop.state import Evaluation, ToolCall
+from agent.runs.claims import ClaimedGenerator, VideoClaims, generation_counts
+from agent.runs.distributed import optimize_on_ray, start_workers
+from agent.runs.optimize import open_run, optimize
+from agent.runs.run_spec import RunSpec, build_context
+from agent.runs.schema import LATEST, MIGRATIONS
+from agent.runs.trajectory import TrajectoryStore
 from tests import test_optimize_cli
 from tests.test_cli import RAPO, assert_one_line_error, rapo
-from tools.critics.registry import make_critic
 from tools.generator import GenerationParams, video_key
-from tools.lc_tools import critic_tool
 from tools.tiny_pipelines import TINY_MARKER, save_tiny_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,11 +172,7 @@ def _spec(graph, run_dir: Path, store: str | None) -> RunSpec:
 
 
 def _single_process(spec: RunSpec, prompts: list[str], embedder) -> list[dict]:
-    from tools.generator import VideoGenerator
-
-    stage1 = stage1_pipeline((Path(spec.graph), embedder), None, spec.llm_dtype, spec.stage1, spec.adapter)
-    critics = [critic_tool(make_critic(name)) for name in spec.critics]
-    ctx = make_context(spec, stage1, VideoGenerator(spec.generator), critics)
+    ctx = build_context(spec, embedder=embedder)  # the same composition root as the CLI's and the workers'
     return optimize(prompts, open_run(spec.run_dir, Path("prompts.txt"), prompts, {}, resume=False), ctx)
 
 

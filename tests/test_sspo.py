@@ -7,13 +7,13 @@ from langchain_core.language_models.fake_chat_models import FakeMessagesListChat
 from langchain_core.messages import AIMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agent import nodes
-from agent.context import Context, SSPOConfig
-from agent.controllers import LLMController, PolicyController
-from agent.graph import after_decide, builder
-from agent.optimize import open_run, optimize
-from agent.state import Evaluation, SSPOState
-from graph_db.store import open_store
+from agent.loop import nodes
+from agent.loop.context import Context, SSPOConfig
+from agent.loop.controllers import LLMController, PolicyController
+from agent.loop.graph import after_decide, builder
+from agent.loop.state import Evaluation, SSPOState
+from agent.runs.optimize import open_run, optimize
+from graph_db.backends import open_store
 from tests.graphs import build_small_graph
 from tests.test_stage1 import ScriptedLLM
 from tools.critics.registry import make_critic

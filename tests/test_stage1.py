@@ -2,8 +2,8 @@ import re
 
 import pytest
 
-from graph_db.errors import PromptError
-from graph_db.store import open_store
+from graph_db.backends import open_store
+from rapo_common import PromptError
 from tests.graphs import build_small_graph
 from tests.scripted import DistillLLM
 from tools.llm import Generation

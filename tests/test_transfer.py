@@ -8,11 +8,11 @@ import sys
 import pytest
 
 import graph_db.transfer as transfer
-from graph_db.errors import GraphCopyError, GraphFileError
+from graph_db.backends import open_store
 from graph_db.model import CaptionPhrases, Kind
 from graph_db.sqlite_store import SQLiteGraphStore
-from graph_db.store import open_store
 from graph_db.transfer import copy_graph
+from rapo_common import GraphCopyError, GraphFileError
 from tests.graphs import RECORDS, build_small_graph
 from tools.retrieval import GraphLookup
 

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from agent.controllers import decision_tools
-from agent.trajectory import TrajectoryStore
+from agent.loop.controllers import decision_tools
+from agent.runs.trajectory import TrajectoryStore
 from tests.graphs import build_small_graph
 from tests.test_cli import assert_one_line_error, rapo
 from tools.llm import Decoding

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graph_db.errors import ModelError
+from rapo_common import ModelError
 from tools.tiny_pipelines import TINY_NOTE, TINY_SPECS, build_tiny_pipeline, read_tiny_marker
 from tools.video import write_video
 

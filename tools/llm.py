@@ -14,8 +14,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from graph_db.errors import ModelError
-from graph_db.home import rapo_home
+from rapo_common import ModelError, rapo_home
 
 DEFAULT_LLM = "SmolLM2-135M-Instruct"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -74,19 +73,6 @@ class ChatLLM(Protocol):
     ) -> list[Generation]:
         """Answer many chats, batched or concurrently; answers in input order."""
         ...
-
-
-def make_llm(spec: str | Path | None, dtype: str = "auto", adapter: str | Path | None = None) -> ChatLLM:
-    """The backend an `--llm` value names: `openai:URL[#MODEL]` for a served model, else a local folder.
-
-    None means the default SmolLM2. `adapter` is a PEFT folder for a local model, a served LoRA module's name
-    otherwise.
-    """
-    from tools.llm_openai import OpenAILLM, is_endpoint_spec
-
-    if is_endpoint_spec(spec):
-        return OpenAILLM(str(spec), adapter=str(adapter) if adapter else None)
-    return LocalLLM(spec, dtype=dtype, adapter=adapter)
 
 
 def default_llm_path() -> Path:

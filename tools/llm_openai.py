@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 from pydantic import BaseModel, Field
 
-from graph_db.errors import ModelError, ServiceError
+from rapo_common import ModelError, ServiceError
 from tools.llm import Decoding, Generation
 
 SPEC_PREFIX = "openai:"

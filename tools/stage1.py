@@ -14,8 +14,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graph_db.errors import PromptError
 from prompts.loader import load_template
+from rapo_common import PromptError
 from tools import distill, guards
 from tools.llm import ChatLLM, Decoding
 from tools.profiles import DEFAULT_TARGET, TargetName, TargetProfile, profile

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graph_db.errors import InputFileError
+from rapo_common import InputFileError
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graph_db.errors import ModelError
+from rapo_common import ModelError
 from tools.critics.base import CriticResult
 from tools.guards import STOPWORDS
 from tools.video import Video

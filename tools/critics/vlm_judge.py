@@ -12,8 +12,8 @@ from functools import cached_property
 
 import numpy as np
 
-from graph_db.errors import ServiceError
 from prompts.loader import load_template
+from rapo_common import ServiceError
 from tools.critics.base import CriticResult
 from tools.critics.questions import derive_questions
 from tools.video import Video

@@ -1,0 +1,134 @@
+"""`rapo finetune`: distil optimised trajectories into a LoRA rewriter (dataset, train, eval)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from agent.cli.options import JsonOpt
+from rapo_common import stdout
+
+finetune_app = typer.Typer(help="Distil optimised prompts into a small LoRA rewriter.", no_args_is_help=True)
+
+BaseOpt = Annotated[
+    str | None, typer.Option("--base", help="Base causal LM folder (default: SmolLM2-135M-Instruct, converted).")
+]
+DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Dataset folder from `rapo finetune dataset`.")]
+
+
+@finetune_app.command()
+def dataset(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder to write (train.jsonl, val.jsonl).")],
+    runs: Annotated[list[Path], typer.Option("--runs", help="Run dirs from `rapo optimize`; repeatable.")] = [],  # noqa: B006
+    pairs: Annotated[
+        tuple[Path, Path] | None, typer.Option("--pairs", help="SHORT_FILE LONG_FILE: line-aligned prompt files.")
+    ] = None,
+    margin: Annotated[float, typer.Option(help="Least gain in mean score of best over first candidate.")] = 0.01,
+    val_fraction: Annotated[float, typer.Option(help="Share of prompts held out for eval.", min=0.0, max=0.9)] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the train/val split.")] = 0,
+    min_faithfulness: Annotated[
+        float, typer.Option(help="Keep pairs whose target keeps this share of the input's content words.", min=0, max=1)
+    ] = 1.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make (user prompt → best prompt) training pairs from trajectories or short/long prompt files.
+
+    Examples:
+      rapo finetune dataset --runs runs/tonight --runs runs/wan --out data/mine
+      rapo finetune dataset --pairs all_dimension.txt all_dimension_longer.txt --out data/vbench
+    """
+    from finetune.dataset import build_dataset
+
+    summary = build_dataset(
+        out, runs=runs, pairs=pairs, margin=margin, val_fraction=val_fraction, seed=seed,
+        min_faithfulness=min_faithfulness,
+    )  # fmt: skip
+    if as_json:
+        stdout.print_json(summary.model_dump_json())
+        return
+    stdout.print(
+        f"{summary.counts['train']} train, {summary.counts['val']} val pairs in {out}"
+        + (f"; skipped {summary.skipped}" if summary.skipped else ""),
+        markup=False,
+    )
+
+
+@finetune_app.command()
+def train(
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Adapter folder to write.")],
+    base: BaseOpt = None,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.", min=1)] = 200,
+    batch_size: Annotated[int, typer.Option(help="Examples per step.", min=1)] = 4,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-4,
+    rank: Annotated[int, typer.Option(help="LoRA rank.", min=1)] = 8,
+    max_len: Annotated[int, typer.Option(help="Tokens per example.", min=16)] = 128,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.", min=1)] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, dropout and data order.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a LoRA adapter (r=8 on q/k/v/o by default) on a dataset's train split.
+
+    Examples:
+      rapo finetune train --data data/mine --out adapters/mine
+      rapo finetune train --data data/mine --out adapters/mine --base ~/models/Qwen2.5-0.5B-Instruct --steps 500
+      rapo finetune train --data data/mine --out adapters/mine --steps 400 --resume
+    """
+    from finetune.train import TrainConfig
+    from finetune.train import train as run_training
+
+    config = TrainConfig(
+        data=str(data), out=str(out), base=base, steps=steps, batch_size=batch_size, lr=lr, rank=rank,
+        alpha=2 * rank, max_len=max_len, save_every=save_every, seed=seed,
+    )  # fmt: skip
+    result = run_training(config, resume=resume)
+    if as_json:
+        stdout.print_json(json.dumps(result.__dict__))
+        return
+    stdout.print(
+        f"adapter in {result.adapter}: {result.steps} steps, loss {result.train_loss}, "
+        f"{result.steps_per_second:.3f} steps/s",
+        markup=False,
+    )
+
+
+@finetune_app.command("eval")
+def eval_cmd(
+    adapter: Annotated[Path, typer.Option("--adapter", "-a", help="Adapter folder from `rapo finetune train`.")],
+    data: DataOpt,
+    base: BaseOpt = None,
+    report: Annotated[Path | None, typer.Option(help="JSON report (default: ADAPTER/eval.json).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N val pairs.", min=1)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compare the base model and base + adapter on the val split.
+
+    Examples:
+      rapo finetune eval --adapter adapters/mine --data data/mine
+      rapo finetune eval --adapter adapters/mine --data data/mine --limit 20 --json
+    """
+    from finetune.evaluate import evaluate, write_report
+
+    result = evaluate(adapter, data, base=base, limit=limit)
+    write_report(result, report or adapter / "eval.json")
+    if as_json:
+        stdout.print_json(json.dumps(result.means))
+        return
+    stdout.print(eval_table(result))
+
+
+def eval_table(report) -> Table:  # noqa: ANN001 - finetune.evaluate is imported lazily
+    """The base-vs-adapter means as a rich table."""
+    from finetune.evaluate import table_rows
+
+    table = Table(title=f"{report.pairs} val pairs, {report.data}")
+    for column in ("model", "similarity", "ROUGE-L", "faithfulness", "words"):
+        table.add_column(column)
+    for row in table_rows(report):
+        table.add_row(*row)
+    return table

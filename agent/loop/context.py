@@ -1,0 +1,53 @@
+"""What every node can use but the checkpoint does not hold: settings, tools and loaded models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, Field
+
+from agent.loop.state import SSPOState
+from tools.generator import GenerationParams
+from tools.revise import PromptReviser
+
+
+class SSPOConfig(BaseModel):
+    """Budgets, thresholds and seeds of the loop; recorded with the run."""
+
+    max_iters: int = Field(4, ge=0, le=50, description="Revision rounds after Stage 1's candidates (the paper: 4).")
+    candidates: int = Field(2, ge=1, le=16, description="Candidates per round (K).")
+    max_videos: int = Field(12, ge=1, description="Videos per prompt, cached ones included.")
+    max_seconds: float | None = Field(None, gt=0, description="Wall-clock budget per prompt.")
+    thresholds: dict[str, float] = Field(
+        default_factory=dict, description="Critic name -> score in [0, 1] that ends the loop when all are met."
+    )
+    seed: int = Field(0, description="Seed of the LLM steps.")
+    video_seed: int = Field(0, description="Seed of every video of a prompt, so candidates differ only in prompt.")
+    params: GenerationParams = Field(default_factory=GenerationParams)
+
+
+class Controller(Protocol):
+    """Decides between another revision round and finishing; returns a partial state update."""
+
+    name: str
+
+    def decide(self, state: SSPOState, ctx: Context) -> dict:
+        """The update with `next_action` (and `instructions`, `stop_reason`, `tool_calls` as needed)."""
+        ...
+
+
+@dataclass
+class Context:
+    """The run-time context of the SSPO graph (LangGraph's `context_schema`)."""
+
+    config: SSPOConfig
+    tools: dict[str, BaseTool] = field(repr=False)
+    critics: list[str]
+    reviser: PromptReviser = field(repr=False)
+    controller: Controller = field(repr=False)
+    run_dir: Path
+    models: dict = field(default_factory=dict, repr=False)
+    """Model ids, template versions and graph provenance of the generator and Stage 1, for the run's record."""

@@ -1,0 +1,155 @@
+"""The SSPO graph's nodes. Each takes the state and the run-time context and returns a partial update."""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from pathlib import Path
+
+from langgraph.runtime import Runtime
+
+from agent.loop.context import Context
+from agent.loop.selection import select_best, unmet
+from agent.loop.state import Evaluation, SSPOState, ToolCall
+from tools.revise import Attempt
+
+
+def call_tool(ctx: Context, name: str, args: dict) -> tuple[dict | None, ToolCall]:
+    """Invoke a tool; a failure is an observation (result None, the error in the record), not a crash."""
+    started = time.perf_counter()
+    try:
+        result = ctx.tools[name].invoke(args)
+    except Exception as exc:  # noqa: BLE001 - a failing tool is recorded and the loop decides what to do
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        return None, ToolCall(
+            tool=name, args=args, summary=f"{type(exc).__name__}: {message}", seconds=_since(started), ok=False
+        )
+    return result, ToolCall(tool=name, args=args, summary=_summary(name, result), seconds=_since(started))
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 4)
+
+
+def _summary(name: str, result: dict) -> str:
+    if name == "refine_prompt":
+        return f"{result['branch']}: {result['prompt']}"
+    if name == "generate_video":
+        return f"{Path(result['path']).name}{' (cached)' if result['cached'] else ''}"
+    if name.startswith("critic_"):
+        return f"{result['score']:.3f}: {result['feedback']}"[:300]
+    return json.dumps(result, default=str)[:300]
+
+
+def rewrite(state: SSPOState, runtime: Runtime[Context]) -> dict:
+    """Stage 1: the first round's candidates are Stage 1's choice, then its other candidate.
+
+    A second pass (in chat, after a pin or a ban) starts a new round, so earlier rounds keep their numbers.
+    """
+    ctx = runtime.context
+    args: dict = {"prompt": state.input, "seed": ctx.config.seed}
+    args |= {"pin": state.pinned} if state.pinned else {}
+    args |= {"ban": state.banned} if state.banned else {}
+    result, call = call_tool(ctx, "refine_prompt", args)
+    texts = [result["prompt"], *(c["text"] for c in result["candidates"])] if result else [state.input]
+    return {
+        "candidates": list(dict.fromkeys(texts))[: ctx.config.candidates],
+        "modifiers": result["modifiers"] if result else [],
+        "merged": result["merged"] if result else [],
+        "iteration": state.iteration + 1 if state.candidates else 0,
+        "started_at": state.started_at or time.time(),
+        "tool_calls": [call],
+    }
+
+
+def generate(state: SSPOState, runtime: Runtime[Context]) -> dict:
+    """Render the round's candidates, within the video budget; the cache makes a re-run free."""
+    ctx = runtime.context
+    room = max(0, ctx.config.max_videos - state.videos_made)
+    videos, calls = [], []
+    for index, prompt in enumerate(state.candidates[:room]):
+        result, call = call_tool(ctx, "generate_video", {"prompt": prompt, "seed": ctx.config.video_seed})
+        calls.append(call)
+        videos.append({"index": index, "prompt": prompt, "video": result, "error": None if result else call.summary})
+    return {"videos": videos, "videos_made": state.videos_made + len(videos), "tool_calls": calls}
+
+
+def critique(state: SSPOState, runtime: Runtime[Context]) -> dict:
+    """Score every video of the round with every critic, against the user's prompt.
+
+    The paper's M(rho_u, v), as VBench and T2V-CompBench judge: a candidate that invents details is not rewarded
+    for showing them. The candidate's own text stays in its `Evaluation`; the tool call records what was judged.
+    """
+    ctx = runtime.context
+    evaluations, calls = [], []
+    for item in state.videos:
+        video = item["video"]
+        evaluation = Evaluation(
+            iteration=state.iteration, index=item["index"], prompt=item["prompt"], error=item["error"]
+        )
+        if video:
+            evaluation.video = str(Path(video["path"]).relative_to(ctx.run_dir))
+            evaluation.video_key = video["key"]
+            for name in ctx.critics:
+                result, call = call_tool(ctx, f"critic_{name}", {"video": video["path"], "prompt": state.input})
+                calls.append(call)
+                if result:
+                    evaluation.scores[name] = result["score"]
+                    evaluation.feedback[name] = result["feedback"]
+        evaluations.append(evaluation)
+    return {"evaluated": evaluations, "tool_calls": calls}
+
+
+def decide(state: SSPOState, runtime: Runtime[Context]) -> dict:
+    """Stop when the thresholds are met or a budget is spent; otherwise the controller picks the next step."""
+    ctx = runtime.context
+    config = ctx.config
+    best = select_best(state.evaluated)
+    if best and config.thresholds and not unmet(best, config.thresholds):
+        return {"next_action": "finish", "stop_reason": "every threshold met"}
+    if best is None and not any(e.video for e in state.evaluated):
+        return {"next_action": "finish", "stop_reason": "no video could be generated"}
+    if state.iteration >= config.max_iters:
+        return {"next_action": "finish", "stop_reason": f"{config.max_iters} revision rounds done"}
+    if state.videos_made >= config.max_videos:
+        return {"next_action": "finish", "stop_reason": f"video budget of {config.max_videos} spent"}
+    if config.max_seconds and time.time() - state.started_at >= config.max_seconds:
+        return {"next_action": "finish", "stop_reason": f"time budget of {config.max_seconds:g} s spent"}
+    return ctx.controller.decide(state, ctx)
+
+
+def revise(state: SSPOState, runtime: Runtime[Context]) -> dict:
+    """Ask the LLM for the next round's candidates from the history of attempts and feedback."""
+    ctx = runtime.context
+    history = [
+        Attempt(prompt=e.prompt, scores=e.scores, feedback=" ".join(e.feedback.values()) or (e.error or ""))
+        for e in state.evaluated
+    ]
+    # Candidates not rendered (over the video budget, or in chat before any video) are attempts too.
+    rendered = {e.prompt for e in state.evaluated if e.iteration == state.iteration}
+    history += [Attempt(prompt=p) for p in state.candidates if p not in rendered]
+    seed = zlib.crc32(f"{ctx.config.seed}:{state.iteration}".encode())  # a new, reproducible seed per round
+    started = time.perf_counter()
+    found, rejected = ctx.reviser.revise(state.input, history, ctx.config.candidates, seed, state.instructions)
+    call = ToolCall(
+        tool="revise_prompt",
+        args={"iteration": state.iteration + 1, "k": ctx.config.candidates, "instructions": state.instructions},
+        summary=f"{len(found)} new, {len(rejected)} rejected"
+        + "".join(f"; rejected {r.text[:60]!r}: {r.reason}" for r in rejected[:3]),
+        seconds=_since(started),
+        ok=bool(found),
+    )
+    # With nothing new the candidates stay as they were, and `stop_reason` says why (the SSPO loop then stops).
+    return {
+        "candidates": found or state.candidates,
+        "iteration": state.iteration + 1,
+        "instructions": "",
+        "tool_calls": [call],
+        "stop_reason": None if found else "the reviser found no new candidate that passes the guards",
+    }
+
+
+def finalize(state: SSPOState, runtime: Runtime[Context]) -> dict:
+    """Keep the best candidate of every round by mean rank, not the last."""
+    return {"best": select_best(state.evaluated), "stop_reason": state.stop_reason or "stopped"}

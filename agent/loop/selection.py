@@ -1,0 +1,40 @@
+"""Selection and stopping rules of the SSPO loop, as pure functions."""
+
+from __future__ import annotations
+
+from agent.loop.state import Evaluation
+
+
+def mean_ranks(evaluations: list[Evaluation]) -> list[float]:
+    """Each evaluation's mean rank over the metrics (1 is best), averaging the ranks of ties.
+
+    Only evaluations with scores take part; a metric missing from an evaluation ranks it last for
+    that metric.
+    """
+    metrics = sorted({m for e in evaluations for m in e.scores})
+    totals = [0.0] * len(evaluations)
+    for metric in metrics:
+        values = [e.scores.get(metric, float("-inf")) for e in evaluations]
+        for i, value in enumerate(values):
+            better = sum(v > value for v in values)
+            ties = sum(v == value for v in values)
+            totals[i] += better + (ties + 1) / 2  # the average of the tied positions
+    return [t / len(metrics) if metrics else 0.0 for t in totals]
+
+
+def select_best(evaluations: list[Evaluation]) -> Evaluation | None:
+    """The evaluation with the lowest mean rank over all metrics and rounds, never simply the last.
+
+    Ties go to the higher fused score, then to the earlier candidate.
+    """
+    scored = [e for e in evaluations if e.scores]
+    if not scored:
+        return None
+    ranks = mean_ranks(scored)
+    order = sorted(range(len(scored)), key=lambda i: (ranks[i], -scored[i].fused, scored[i].iteration, scored[i].index))
+    return scored[order[0]]
+
+
+def unmet(evaluation: Evaluation, thresholds: dict[str, float]) -> dict[str, float]:
+    """The metrics whose score is below its threshold: name -> score (missing scores count as 0)."""
+    return {m: evaluation.scores.get(m, 0.0) for m, t in thresholds.items() if evaluation.scores.get(m, 0.0) < t}

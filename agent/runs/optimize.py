@@ -1,0 +1,191 @@
+"""`rapo optimize`: the SSPO loop over a prompt list, one checkpointed thread per prompt, resumable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.checkpoint.sqlite import SqliteSaver
+from pydantic import BaseModel
+
+from agent.loop.context import Context
+from agent.loop.graph import builder
+from agent.loop.state import Evaluation, SSPOState, ToolCall
+from agent.runs.db import is_postgres_url
+from agent.runs.trajectory import TrajectoryStore
+from rapo_common import InputFileError, RapoError, jsonl_line, progress_bar, read_lines, stderr
+from tools.stage1 import check_prompt
+
+# Types the checkpoint may hold; anything else is refused when a checkpoint is read back.
+_CHECKPOINT_TYPES = [
+    *(("agent.loop.state", n) for n in ("SSPOState", "Evaluation", "ToolCall", "ChatState", "Turn")),
+    ("tools.retrieval", "Modifier"),
+]
+
+
+def read_prompt_list(path: Path) -> list[str]:
+    """Prompts from a .txt (one per line), .jsonl ({"prompt": ...} per line) or VBench .json file."""
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputFileError(f"prompt file not found: {path}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputFileError(f"{path}: not valid UTF-8 JSON ({exc})") from None
+        if not isinstance(data, list) or not all(isinstance(r, dict) and "prompt_en" in r for r in data):
+            raise InputFileError(f"{path}: expected VBench's list of objects with 'prompt_en'")
+        prompts = [r["prompt_en"] for r in data]
+    elif path.suffix == ".jsonl":
+        prompts = []
+        for number, line in read_lines(path):
+            if line.strip():
+                try:
+                    prompts.append(json.loads(line)["prompt"])
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    raise InputFileError(f"{path}:{number}: expected an object with a 'prompt' key") from None
+    else:
+        prompts = [line for _, line in read_lines(path) if line.strip()]
+    if not prompts:
+        raise InputFileError(f"{path}: no prompts")
+    return [p.strip() for p in prompts]
+
+
+def checkpointer(run_dir: Path, store: str | None = None) -> BaseCheckpointSaver:
+    """LangGraph's checkpointer, reading back only this package's state types.
+
+    SQLite in the run dir by default; with a `postgresql://` store, PostgreSQL (`agent/runs/store_pg.py`).
+    """
+    serde = JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES)
+    if is_postgres_url(store):
+        from agent.runs.store_pg import postgres_checkpointer
+
+        return postgres_checkpointer(str(store), serde)
+    conn = sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)
+    return SqliteSaver(conn, serde=serde)
+
+
+class RunInfo(BaseModel):
+    """`run.json`: what a run dir holds, written when the run starts."""
+
+    run_id: str
+    prompts_file: str
+    prompts_sha256: str
+    settings: dict
+
+
+def open_run(run_dir: Path, prompts_file: Path, prompts: list[str], settings: dict, resume: bool) -> RunInfo:
+    """Start a run in a new run dir, or reopen one with --resume (same prompts required)."""
+    info_path = run_dir / "run.json"
+    digest = hashlib.sha256("\n".join(prompts).encode()).hexdigest()
+    if info_path.exists():
+        if not resume:
+            raise RapoError(f"{run_dir} holds a run already: add --resume to continue it, or choose another --out")
+        info = RunInfo.model_validate_json(info_path.read_text())
+        if info.prompts_sha256 != digest:
+            raise RapoError(f"{prompts_file} is not the prompt list that run {info.run_id} in {run_dir} started with")
+        return info
+    if resume:
+        raise RapoError(f"nothing to resume: {info_path} does not exist")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = RunInfo(
+        run_id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6],
+        prompts_file=str(prompts_file),
+        prompts_sha256=digest,
+        settings=settings,
+    )
+    partial = info_path.with_suffix(".partial")
+    partial.write_text(info.model_dump_json(indent=2))
+    partial.replace(info_path)
+    return info
+
+
+def optimize(prompts: list[str], info: RunInfo, ctx: Context, store_url: str | None = None) -> list[dict]:
+    """Run the SSPO graph for every prompt not done yet; a failing prompt is recorded and the batch goes on.
+
+    `store_url` is a `postgresql://` URL for the trajectory store and checkpoints; by default both are SQLite
+    files in the run dir. Returns the rows of `best_prompts.jsonl`, which is (re)written when the batch ends.
+    """
+    run_dir = ctx.run_dir
+    store = TrajectoryStore(store_url or run_dir / "trajectory.sqlite")
+    store.start_run(info.run_id, info.settings, prompts)
+    graph = builder.compile(checkpointer=checkpointer(run_dir, store_url))
+    status = {row.prompt_id: row.status for row in store.prompts(info.run_id)}
+    with progress_bar() as bar:
+        overall = bar.add_task("prompts", total=len(prompts), completed=sum(s == "done" for s in status.values()))
+        for prompt_id, prompt in enumerate(prompts):
+            if status[prompt_id] == "done":
+                continue
+            current = bar.add_task(f"  #{prompt_id} {prompt[:40]}", total=None)
+            try:
+                run_prompt(
+                    graph,
+                    store,
+                    info.run_id,
+                    prompt_id,
+                    prompt,
+                    ctx,
+                    lambda text, task=current: bar.update(task, description=text),
+                )
+            finally:
+                bar.remove_task(current)
+            bar.advance(overall)
+    return finish_run(store, info.run_id, run_dir)
+
+
+def finish_run(store: TrajectoryStore, run_id: str, run_dir: Path) -> list[dict]:
+    """Write `best_prompts.jsonl` from the store (every prompt, input order), close the store, return the rows."""
+    rows = [row.model_dump(mode="json") for row in store.prompts(run_id)]
+    _write_jsonl(run_dir / "best_prompts.jsonl", rows)
+    store.close()
+    return rows
+
+
+def run_prompt(graph, store: TrajectoryStore, run_id: str, prompt_id: int, prompt: str, ctx: Context, show) -> None:  # noqa: ANN001
+    """One prompt through the graph, from its thread's last checkpoint; a failure is recorded, never raised."""
+    try:
+        _optimize_one(graph, store, run_id, prompt_id, prompt, ctx, show)
+    except Exception as exc:  # noqa: BLE001 - one prompt's failure never stops the batch
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        store.set_status(run_id, prompt_id, "failed", error)
+        stderr.print(f"prompt {prompt_id}: failed: {error}", markup=False, highlight=False)
+
+
+def _optimize_one(graph, store: TrajectoryStore, run_id: str, prompt_id: int, prompt: str, ctx: Context, show) -> None:  # noqa: ANN001
+    config = {"configurable": {"thread_id": f"{run_id}:{prompt_id}"}, "recursion_limit": 10 + 6 * ctx.config.max_iters}
+    snapshot = graph.get_state(config)
+    if snapshot.values and not snapshot.next:  # the graph finished, but the process died before the store knew
+        values = snapshot.values
+    else:
+        store.set_status(run_id, prompt_id, "running")
+        start = None if snapshot.values else SSPOState(input=check_prompt(prompt))  # None resumes the thread
+        values = {}
+        # "sync": each checkpoint is on disk before the next node runs. LangGraph's default ("async") writes it
+        # while the next node runs, so a SIGKILL can leave a checkpoint half-committed (langgraph#8039, #8764).
+        for values in graph.stream(start, config, context=ctx, stream_mode="values", durability="sync"):
+            _record(store, run_id, prompt_id, values)
+            show(f"  #{prompt_id} round {values.get('iteration', 0)}, {values.get('videos_made', 0)} videos")
+    _record(store, run_id, prompt_id, values)
+    if values.get("best") is None:
+        errors = [c.summary for c in values.get("tool_calls", []) if not c.ok]
+        reason = values.get("stop_reason") or "stopped"
+        store.set_status(run_id, prompt_id, "failed", f"{reason}: {errors[-1]}" if errors else reason)
+        return
+    store.finish(run_id, prompt_id, values["best"], values.get("stop_reason") or "stopped")
+
+
+def _record(store: TrajectoryStore, run_id: str, prompt_id: int, values: dict) -> None:
+    evaluated: list[Evaluation] = values.get("evaluated", [])
+    calls: list[ToolCall] = values.get("tool_calls", [])
+    store.record(run_id, prompt_id, evaluated, list(enumerate(calls)))
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text("".join(jsonl_line(r) + "\n" for r in rows), encoding="utf-8")
+    partial.replace(path)

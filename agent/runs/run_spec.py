@@ -1,0 +1,110 @@
+"""The one composition root: a run's settings as plain data (`RunSpec`), and `build_context` that wires them.
+
+The batch, every Ray worker, chat sessions and the web UI all build the loop's run-time context here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, Field
+
+from agent.loop.context import Context, SSPOConfig
+from agent.loop.controllers import LLMController, PolicyController
+from agent.runs.refine import stage1_pipeline
+from agent.settings import Settings
+from graph_db.default_graph import default_graph_path
+from graph_db.embeddings import Embedder
+from graph_db.neo4j_config import is_server_url
+from rapo_common import RapoError
+from tools.critics.registry import make_critic
+from tools.generator import VideoGenerator
+from tools.lc_tools import critic_tool, generate_video_tool, graph_lookup_tool, refine_prompt_tool
+from tools.revise import PromptReviser
+from tools.stage1 import Stage1, Stage1Settings
+
+
+class RunSpec(BaseModel):
+    """A run's settings as every process rebuilds them: sent to each Ray worker, so plain data only."""
+
+    generator: str | None = Field(description="tiny-wan, tiny-cogvideox, a diffusers pipeline folder; None: no videos.")
+    cpu_offload: bool = False
+    vae_tiling: bool = False
+    critics: list[str] = Field(description="Critic names, in scoring order.")
+    config: SSPOConfig
+    graph: str | None = Field(None, description="A graph file or a Neo4j URL; None: $RAPO_GRAPH, else the default.")
+    llm: str | None = Field(None, description="The --llm string, passed through unchanged; None: the default LLM.")
+    llm_dtype: str = "auto"
+    adapter: str | None = Field(None, description="--adapter as given; None means the default (agent.runs.refine).")
+    stage1: Stage1Settings = Field(
+        default_factory=lambda: Stage1Settings(both_branches=True), description="Round 0 renders both branches."
+    )
+    run_dir: Path = Field(description="The run dir (or chat home), shared by every worker: videos go under it.")
+    store: str | None = Field(None, description="A postgresql:// URL, or None for the SQLite files in the run dir.")
+    controller: str = Field("policy", description="policy, or llm: the served --llm model picks each step.")
+    critic_options: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Critic name -> constructor options (the vlm judge's endpoint, CLIP's path)."
+    )
+
+
+def open_graph(
+    graph: str | Path | None, settings: Settings, embedder: Embedder | None = None
+) -> tuple[str | Path, Embedder]:
+    """The graph to use (the option, then $RAPO_GRAPH, then the default graph) and its embedder.
+
+    The graph is a `Path` for a file and the URL string for a Neo4j server; `open_store` takes either.
+    """
+    embedder = embedder or Embedder()
+    graph = graph or settings.graph
+    if not graph:
+        return default_graph_path(embedder), embedder
+    return (str(graph) if is_server_url(graph) else Path(graph)), embedder
+
+
+def build_context(
+    spec: RunSpec,
+    *,
+    stage1: Stage1 | None = None,
+    generator: VideoGenerator | None = None,
+    critic_tools: list[BaseTool] | None = None,
+    embedder: Embedder | None = None,
+) -> Context:
+    """The loop's run-time context for `spec`: Stage 1, the tools, the reviser and the controller; loads no model.
+
+    Fails fast (a RapoError) on a bad graph, model path or controller. A Ray worker passes its own `generator`
+    (claims-aware) and `critic_tools` (remote); the tests pass a `stage1` with a scripted LLM; everything not
+    passed is built from `spec`.
+    """
+    stage1 = stage1 or stage1_pipeline(
+        open_graph(spec.graph, Settings(), embedder), spec.llm, spec.llm_dtype, spec.stage1, spec.adapter
+    )
+    if spec.controller not in ("policy", "llm"):
+        raise RapoError(f"--controller {spec.controller!r}: choose policy or llm")
+    if spec.controller == "llm" and not hasattr(stage1.llm, "chat_model"):
+        raise RapoError("--controller llm needs a served model with tool calling: --llm openai:URL[#MODEL]")
+    if generator is None and spec.generator:
+        generator = VideoGenerator(spec.generator, cpu_offload=spec.cpu_offload, vae_tiling=spec.vae_tiling)
+    if critic_tools is None:  # nothing to score without videos
+        critic_tools = [critic_tool(make_critic(n, **spec.critic_options.get(n, {}))) for n in spec.critics]
+    if generator is None:
+        critic_tools = []
+    tools = [
+        refine_prompt_tool(stage1),
+        graph_lookup_tool(stage1.lookup),
+        *([generate_video_tool(generator, spec.config.params, spec.run_dir)] if generator else []),
+        *critic_tools,
+    ]
+    return Context(
+        config=spec.config,
+        tools={t.name: t for t in tools},
+        critics=spec.critics if generator else [],
+        reviser=PromptReviser(stage1.llm.plain()),  # the adapter was trained for Stage 1's rewrite only
+        controller=(
+            LLMController(stage1.llm.chat_model(seed=spec.config.seed), allowed=["graph_lookup", "revise", "finish"])
+            if spec.controller == "llm"
+            else PolicyController()
+        ),
+        run_dir=spec.run_dir,
+        models={"generator": generator.model_id if generator else None, "stage1": stage1.models()},
+    )
