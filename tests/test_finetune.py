@@ -136,13 +136,11 @@ def test_bad_datasets_and_models_fail_in_one_line(tmp_path):
 @pytest.mark.slow
 def test_adapter_of_another_model_is_refused(tmp_path, llm):
     """A PEFT adapter made for a smaller Llama does not load onto SmolLM2: one line, not a traceback."""
-    import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
-    small = LlamaForCausalLM(LlamaConfig(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=4))  # fmt: skip
+    from tests.tiny_llm import tiny_llama
+
+    small = tiny_llama()
     lora = LoraConfig(r=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
     get_peft_model(small, lora).save_pretrained(tmp_path / "adapter")
     from tools.llm import LocalLLM

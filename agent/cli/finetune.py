@@ -10,12 +10,17 @@ import typer
 from rich.table import Table
 
 from agent.cli.options import JsonOpt
+from agent.settings import Settings
 from rapo_common import stdout
+from tools.llm_openai import is_endpoint_spec
 
 finetune_app = typer.Typer(help="Distil optimised prompts into a small LoRA rewriter.", no_args_is_help=True)
 
 BaseOpt = Annotated[
-    str | None, typer.Option("--base", help="Base causal LM folder (default: SmolLM2-135M-Instruct, converted).")
+    str | None,
+    typer.Option(
+        "--base", help="Base causal LM folder (default: $RAPO_LLM when it is a folder, else SmolLM2-135M-Instruct)."
+    ),
 ]
 DataOpt = Annotated[Path, typer.Option("--data", "-d", help="Dataset folder from `rapo finetune dataset`.")]
 
@@ -83,7 +88,7 @@ def train(
     from finetune.train import train as run_training
 
     config = TrainConfig(
-        data=str(data), out=str(out), base=base, steps=steps, batch_size=batch_size, lr=lr, rank=rank,
+        data=str(data), out=str(out), base=_base(base), steps=steps, batch_size=batch_size, lr=lr, rank=rank,
         alpha=2 * rank, max_len=max_len, save_every=save_every, seed=seed,
     )  # fmt: skip
     result = run_training(config, resume=resume)
@@ -114,12 +119,18 @@ def eval_cmd(
     """
     from finetune.evaluate import evaluate, write_report
 
-    result = evaluate(adapter, data, base=base, limit=limit)
+    result = evaluate(adapter, data, base=_base(base), limit=limit)
     write_report(result, report or adapter / "eval.json")
     if as_json:
         stdout.print_json(json.dumps(result.means))
         return
     stdout.print(eval_table(result))
+
+
+def _base(base: str | None) -> str | None:
+    """`--base`, else `$RAPO_LLM` when it names a local folder (a served model is not trained here), else None."""
+    env = Settings().llm
+    return base or (env if env and not is_endpoint_spec(env) else None)
 
 
 def eval_table(report) -> Table:  # noqa: ANN001 - finetune.evaluate is imported lazily
