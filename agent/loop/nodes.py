@@ -5,41 +5,51 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from pathlib import Path
+from typing import TypeVar
 
 from langgraph.runtime import Runtime
+from pydantic import BaseModel
 
 from agent.loop.context import Context
 from agent.loop.selection import select_best, unmet
-from agent.loop.state import Evaluation, SSPOState, ToolCall
+from agent.loop.state import Evaluation, RoundVideo, SSPOState, ToolCall
+from tools.critics.base import CriticResult
+from tools.generator import GeneratedVideo
 from tools.revise import Attempt
+from tools.stage1 import Stage1Result
+
+T = TypeVar("T", bound=BaseModel)
 
 
-def call_tool(ctx: Context, name: str, args: dict) -> tuple[dict | None, ToolCall]:
-    """Invoke a tool; a failure is an observation (result None, the error in the record), not a crash."""
+def call_tool(ctx: Context, name: str, args: dict, result_type: type[T]) -> tuple[T | None, ToolCall]:
+    """Invoke a tool and read its JSON result as `result_type`; a failure is an observation, not a crash.
+
+    Tools answer in JSON (what a tool-calling model reads); the nodes work on the typed result.
+    """
     started = time.perf_counter()
     try:
-        result = ctx.tools[name].invoke(args)
+        raw = ctx.tools[name].invoke(args)
     except Exception as exc:  # noqa: BLE001 - a failing tool is recorded and the loop decides what to do
         message = str(exc).splitlines()[0] if str(exc) else ""
         return None, ToolCall(
             tool=name, args=args, summary=f"{type(exc).__name__}: {message}", seconds=_since(started), ok=False
         )
-    return result, ToolCall(tool=name, args=args, summary=_summary(name, result), seconds=_since(started))
+    result = result_type.model_validate(raw)  # a tool that breaks its own schema is a programming error
+    return result, ToolCall(tool=name, args=args, summary=_summary(result), seconds=_since(started))
 
 
 def _since(started: float) -> float:
     return round(time.perf_counter() - started, 4)
 
 
-def _summary(name: str, result: dict) -> str:
-    if name == "refine_prompt":
-        return f"{result['branch']}: {result['prompt']}"
-    if name == "generate_video":
-        return f"{Path(result['path']).name}{' (cached)' if result['cached'] else ''}"
-    if name.startswith("critic_"):
-        return f"{result['score']:.3f}: {result['feedback']}"[:300]
-    return json.dumps(result, default=str)[:300]
+def _summary(result: BaseModel) -> str:
+    if isinstance(result, Stage1Result):
+        return f"{result.branch}: {result.prompt}"
+    if isinstance(result, GeneratedVideo):
+        return f"{result.path.name}{' (cached)' if result.cached else ''}"
+    if isinstance(result, CriticResult):
+        return f"{result.score:.3f}: {result.feedback}"[:300]
+    return json.dumps(result.model_dump(mode="json"))[:300]
 
 
 def rewrite(state: SSPOState, runtime: Runtime[Context]) -> dict:
@@ -51,12 +61,12 @@ def rewrite(state: SSPOState, runtime: Runtime[Context]) -> dict:
     args: dict = {"prompt": state.input, "seed": ctx.config.seed}
     args |= {"pin": state.pinned} if state.pinned else {}
     args |= {"ban": state.banned} if state.banned else {}
-    result, call = call_tool(ctx, "refine_prompt", args)
-    texts = [result["prompt"], *(c["text"] for c in result["candidates"])] if result else [state.input]
+    result, call = call_tool(ctx, "refine_prompt", args, Stage1Result)
+    texts = [result.prompt, *(c.text for c in result.candidates)] if result else [state.input]
     return {
         "candidates": list(dict.fromkeys(texts))[: ctx.config.candidates],
-        "modifiers": result["modifiers"] if result else [],
-        "merged": result["merged"] if result else [],
+        "modifiers": result.modifiers if result else [],
+        "merged": result.merged if result else [],
         "iteration": state.iteration + 1 if state.candidates else 0,
         "started_at": state.started_at or time.time(),
         "tool_calls": [call],
@@ -69,9 +79,10 @@ def generate(state: SSPOState, runtime: Runtime[Context]) -> dict:
     room = max(0, ctx.config.max_videos - state.videos_made)
     videos, calls = [], []
     for index, prompt in enumerate(state.candidates[:room]):
-        result, call = call_tool(ctx, "generate_video", {"prompt": prompt, "seed": ctx.config.video_seed})
+        args = {"prompt": prompt, "seed": ctx.config.video_seed}
+        result, call = call_tool(ctx, "generate_video", args, GeneratedVideo)
         calls.append(call)
-        videos.append({"index": index, "prompt": prompt, "video": result, "error": None if result else call.summary})
+        videos.append(RoundVideo(index=index, prompt=prompt, video=result, error=None if result else call.summary))
     return {"videos": videos, "videos_made": state.videos_made + len(videos), "tool_calls": calls}
 
 
@@ -84,19 +95,18 @@ def critique(state: SSPOState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context
     evaluations, calls = [], []
     for item in state.videos:
-        video = item["video"]
-        evaluation = Evaluation(
-            iteration=state.iteration, index=item["index"], prompt=item["prompt"], error=item["error"]
-        )
+        video = item.video
+        evaluation = Evaluation(iteration=state.iteration, index=item.index, prompt=item.prompt, error=item.error)
         if video:
-            evaluation.video = str(Path(video["path"]).relative_to(ctx.run_dir))
-            evaluation.video_key = video["key"]
+            evaluation.video = str(video.path.relative_to(ctx.run_dir))
+            evaluation.video_key = video.key
             for name in ctx.critics:
-                result, call = call_tool(ctx, f"critic_{name}", {"video": video["path"], "prompt": state.input})
+                args = {"video": str(video.path), "prompt": state.input}
+                result, call = call_tool(ctx, f"critic_{name}", args, CriticResult)
                 calls.append(call)
                 if result:
-                    evaluation.scores[name] = result["score"]
-                    evaluation.feedback[name] = result["feedback"]
+                    evaluation.scores[name] = result.score
+                    evaluation.feedback[name] = result.feedback
         evaluations.append(evaluation)
     return {"evaluated": evaluations, "tool_calls": calls}
 

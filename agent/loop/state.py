@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from tools.generator import GeneratedVideo
 from tools.retrieval import Modifier
 
 Action = Literal["revise", "finish"]
@@ -20,6 +21,15 @@ class ToolCall(BaseModel):
     summary: str = Field(description="A short summary of the result, or the error.")
     seconds: float
     ok: bool = True
+
+
+class RoundVideo(BaseModel):
+    """One candidate of the current round and its video (None when generation failed, with the error)."""
+
+    index: int = Field(description="Position of the candidate within its round.")
+    prompt: str
+    video: GeneratedVideo | None = None
+    error: str | None = None
 
 
 class Evaluation(BaseModel):
@@ -52,7 +62,7 @@ class SSPOState(BaseModel):
     merged: list[str] = Field(default_factory=list, description="The modifiers Stage 1 merged, in merge order.")
     pinned: list[str] = Field(default_factory=list, description="Modifiers Stage 1 must merge (a person's pins).")
     banned: list[str] = Field(default_factory=list, description="Modifiers Stage 1 must not merge (a person's bans).")
-    videos: list[dict] = Field(default_factory=list, description="The current round's generated videos.")
+    videos: list[RoundVideo] = Field(default_factory=list, description="The current round's generated videos.")
     evaluated: Annotated[list[Evaluation], operator.add] = Field(
         default_factory=list, description="Every candidate evaluated so far, all rounds."
     )

@@ -24,7 +24,9 @@ from tools.stage1 import check_prompt
 
 # Types the checkpoint may hold; anything else is refused when a checkpoint is read back.
 _CHECKPOINT_TYPES = [
-    *(("agent.loop.state", n) for n in ("SSPOState", "Evaluation", "ToolCall", "ChatState", "Turn")),
+    *(("agent.loop.state", n) for n in ("SSPOState", "RoundVideo", "Evaluation", "ToolCall", "ChatState", "Turn")),
+    ("tools.generator", "GeneratedVideo"),
+    ("tools.generator", "GenerationParams"),
     ("tools.retrieval", "Modifier"),
 ]
 
