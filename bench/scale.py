@@ -22,7 +22,7 @@ from pathlib import Path
 
 from agent.loop.context import SSPOConfig
 from agent.runs.distributed import optimize_on_ray, start_workers
-from agent.runs.optimize import open_run
+from agent.runs.optimize import PromptItem, open_run
 from agent.runs.run_spec import RunSpec
 from graph_db.default_graph import default_graph_path
 from graph_db.embeddings import Embedder
@@ -30,7 +30,7 @@ from graph_db.embeddings import Embedder
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def run_batch(prompts: list[str], workers: int, args: argparse.Namespace, graph: Path) -> dict:
+def run_batch(prompts: list[PromptItem], workers: int, args: argparse.Namespace, graph: Path) -> dict:
     """One batch on `workers` generator workers; its rate and each worker's busy fraction."""
     import ray
 
@@ -77,7 +77,7 @@ def main() -> None:
     source = SHARED / "benchmarks" / "vbench" / "prompts" / "all_dimension.txt"
     if not source.is_file():
         raise SystemExit(f"{source} not found: this benchmark reads ../shared/data")
-    prompts = [line.strip() for _, line in zip(range(args.prompts), source.open(), strict=False)]
+    prompts = [PromptItem(text=line.strip()) for _, line in zip(range(args.prompts), source.open(), strict=False)]
     args.work.mkdir(parents=True, exist_ok=True)
     graph = default_graph_path(Embedder())
 

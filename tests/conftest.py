@@ -60,6 +60,14 @@ def llm(rapo_home):
     return model
 
 
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory, rapo_home) -> Path:
+    """A model folder with a tiny random Llama whose answers end at once (`tests/tiny_llm.py`), for `--llm`."""
+    from tests.tiny_llm import save_tiny_llm
+
+    return save_tiny_llm(tmp_path_factory.mktemp("tiny-llm") / "model")
+
+
 # -- vLLM: the tests marked `vllm` run against a real server ------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import pytest
 from rapo_common import ModelError, ServiceError
 from tools.critics.flow import FlowCritic, direction
 from tools.critics.imaging import ImagingCritic
+from tools.critics.physics import PhysicsCritic, physical_law
 from tools.critics.questions import derive_questions
 from tools.critics.registry import CRITIC_NAMES, make_critic
 from tools.critics.temporal import TemporalCritic
@@ -102,6 +103,62 @@ def test_vbench_subsamples_high_fps():
     assert result.raw["frame_interval"] == 2.0  # 16 fps -> every second frame, about 8 fps
     assert len(result.raw["top5_px"]) == 8
     assert "1.0 px/frame" in result.raw["summary"]  # per video frame, not per sampled step
+
+
+# -- physics ----------------------------------------------------------------------------------------------------
+
+GRAVITY = {"physical_laws": "Due to gravity, the water falls from the rock into the pool."}
+
+
+def test_physics_rules_check_the_direction_gravity_implies():
+    down = PhysicsCritic().score(Video(translating(96, 128, 13, dx=0.0, dy=3.0), fps=8.0), "a waterfall", GRAVITY)
+    up = PhysicsCritic().score(Video(translating(96, 128, 13, dx=0.0, dy=-3.0), fps=8.0), "a waterfall", GRAVITY)
+    assert down.raw["judge"] == up.raw["judge"] == "rules: downward"
+    assert down.raw["law"] == GRAVITY["physical_laws"] and down.raw["downward_share"] > 0.9
+    assert down.score > 0.9 > 0.1 > up.score
+    assert down.feedback.startswith("The motion fits the law (motion mostly downward)")
+    assert "show it moving downward" in up.feedback and GRAVITY["physical_laws"] in up.feedback
+
+
+def test_physics_rules_want_stillness_for_equilibrium_and_continuity_without_a_law():
+    law = {"phys_law": "Due to gravity balanced by tension, the banner reaches static equilibrium."}
+    hanging = PhysicsCritic().score(Video(still(texture(96, 128)), fps=8.0), "a banner", law)
+    swinging = PhysicsCritic().score(Video(translating(96, 128, 13, dx=4.0), fps=8.0), "a banner", law)
+    assert hanging.raw["judge"] == "rules: still"  # the balance, not the gravity it balances
+    assert hanging.score > 0.9 > 0.1 > swinging.score
+    plain = PhysicsCritic().score(Video(translating(96, 128, 13, dx=2.0), fps=8.0), "a car", {"dimension": ["x"]})
+    assert plain.raw["judge"] == "rules: continuity" and plain.raw["law"] == ""
+    assert plain.feedback.startswith("Judged on continuity only (no physical law was given)")
+    assert plain.score == pytest.approx(plain.raw["smoothness"])
+
+
+class ScriptedJudge:
+    model_id = "scripted-judge"
+
+    def __init__(self, reply: str):
+        self.reply, self.messages = reply, []
+
+    def generate(self, messages, seed, decoding):
+        from tools.llm import Generation
+
+        self.messages.append(messages)
+        return Generation(text=self.reply, new_tokens=10, seconds=0.0)
+
+
+def test_physics_judge_gets_the_law_and_the_flow_and_its_score_is_read():
+    judge = ScriptedJudge("Score: 2\nFeedback: Ask for the water to fall from the rock into the pool.")
+    video = Video(translating(96, 128, 13, dx=0.0, dy=-3.0), fps=8.0)
+    result = PhysicsCritic(judge=judge).score(video, "a waterfall", GRAVITY)
+    asked = judge.messages[0][-1]["content"]
+    assert "Prompt: a waterfall" in asked and GRAVITY["physical_laws"] in asked
+    assert "whole frame moves up" in asked and "downward_share 0.0" in asked
+    assert result.score == pytest.approx(0.25) and result.raw["judge"] == "scripted-judge"
+    assert result.feedback == "Ask for the water to fall from the rock into the pool."
+    with pytest.raises(ServiceError, match="no 'Score: N'"):
+        PhysicsCritic(judge=ScriptedJudge("The video looks fine.")).score(video, "a waterfall", GRAVITY)
+    # Without a law there is nothing to ask the judge: the rules score continuity
+    assert PhysicsCritic(judge=judge).score(video, "a waterfall").raw["judge"] == "rules: continuity"
+    assert physical_law({"physical_laws": ["gravity pulls", "down"]}) == "gravity pulls down"
 
 
 # -- temporal and imaging ----------------------------------------------------------------------------------------
@@ -298,10 +355,14 @@ def test_vlm_judge_checks_inputs():
 
 
 def test_registry():
-    assert CRITIC_NAMES == ("flow", "temporal", "imaging", "clip", "vlm")
+    assert CRITIC_NAMES == ("flow", "temporal", "imaging", "clip", "vlm", "physics")
     assert make_critic("flow", max_side=128).max_side == 128
+    assert make_critic("physics").judge is None  # rules; a served judge connects on first use
+    assert (
+        make_critic("physics", judge="openai:http://127.0.0.1:9/v1#m")._judge_spec == "openai:http://127.0.0.1:9/v1#m"
+    )
     assert make_critic("temporal").name == "temporal"
-    with pytest.raises(ValueError, match="unknown critic 'optical': choose from flow, temporal, imaging, clip, vlm"):
+    with pytest.raises(ValueError, match="unknown critic 'optical': choose from flow, temporal, imaging, clip, vlm, p"):
         make_critic("optical")
     with pytest.raises(ValueError, match="bad options"):
         make_critic("imaging", colour=True)

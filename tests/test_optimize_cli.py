@@ -42,6 +42,51 @@ def test_bad_options_fail_before_any_work(tmp_path, args, message):
     assert not out.exists()
 
 
+def test_prompt_files_keep_their_metadata(tmp_path):
+    from agent.runs.optimize import read_prompt_list
+    from rapo_common import InputFileError
+
+    files = {
+        "vbench.json": json.dumps([{"prompt_en": "a toilet, frozen in time", "dimension": ["temporal_flickering"]}]),
+        "phygen.jsonl": json.dumps({"caption": "Pouring milk into tea.", "physical_laws": "Milk diffuses."}) + "\n",
+        "rapo.csv": 'captions,phys_law\nA waterfall.,"Due to gravity, water falls."\n',
+        "plain.txt": "a dog\n\n",
+    }
+    read = {}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        read[name] = [(p.text, p.meta) for p in read_prompt_list(tmp_path / name)]
+    assert read == {
+        "vbench.json": [("a toilet, frozen in time", {"dimension": ["temporal_flickering"]})],
+        "phygen.jsonl": [("Pouring milk into tea.", {"physical_laws": "Milk diffuses."})],
+        "rapo.csv": [("A waterfall.", {"phys_law": "Due to gravity, water falls."})],
+        "plain.txt": [("a dog", {})],
+    }
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "a dog"}\n{"law": "gravity"}\n')
+    with pytest.raises(InputFileError, match=r"bad.jsonl:2: expected an object with one of the keys prompt"):
+        read_prompt_list(tmp_path / "bad.jsonl")
+
+
+def test_a_physical_law_goes_from_the_prompt_file_to_the_physics_critic_and_the_outputs(tmp_path, graph, tiny_llm):
+    prompts = tmp_path / "prompts.jsonl"
+    law = "Due to gravity, the water falls from the rock into the pool."
+    prompts.write_text(json.dumps({"prompt": "a waterfall over a rock", "physical_laws": law}) + "\n")
+    run_dir = tmp_path / "run"
+    proc = rapo("optimize", str(prompts), "--out", str(run_dir), "--graph", str(graph), "--llm", str(tiny_llm),
+                "--critics", "physics,temporal", "--max-iters", "0", "--candidates", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    [row] = [json.loads(line) for line in (run_dir / "best_prompts.jsonl").read_text().splitlines()]
+    assert row["status"] == "done" and row["meta"] == {"physical_laws": law}
+    assert "physics" in row["best_scores"]
+    store = TrajectoryStore(run_dir / "trajectory.sqlite")
+    run_id = store.runs()[0][0]
+    [call] = [c for c in store.tool_calls(run_id, 0) if c.tool == "critic_physics"]
+    assert call.args["meta"] == {"physical_laws": law} and call.args["prompt"] == "a waterfall over a rock"
+    assert law in store.evaluations(run_id, 0)[0].feedback["physics"]
+    shown = rapo("runs", "show", str(run_dir))
+    assert shown.returncode == 0 and f"physical_laws: {law}" in " ".join(shown.stdout.split())
+
+
 def test_unreadable_prompt_file(tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_bytes(b"a dog\n\xff\n")

@@ -8,6 +8,7 @@ and tests/test_stage1.py test the default model).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -49,6 +50,7 @@ EXAMPLES: dict[str, str | None] = {
     "rapo optimize vbench.json --out runs/wan --generator ~/models/Wan2.1-T2V-1.3B-Diffusers --frames 81 --height 480 "
     "--width 832 --steps 20 --critics flow,temporal,imaging,clip --clip ~/models/clip-vit-base-patch32 "
     "--threshold flow=0.6": NEEDS_GPU,
+    "rapo optimize laws.jsonl --out runs/physics --critics physics,flow": None,
     "rapo runs list runs/*": None,
     "rapo runs show runs/tonight": None,
     "rapo runs export runs/tonight --out best.jsonl": None,
@@ -127,6 +129,8 @@ def scratch(tmp_path_factory, embedder):
     work = tmp_path_factory.mktemp("readme")
     (work / "home" / "graphs").mkdir(parents=True)
     (work / "prompts.txt").write_text("a dog running on the beach\na red car driving at night\n")
+    law = "Due to gravity, water flows downward and impacts the surface creating turbulence."
+    (work / "laws.jsonl").write_text(json.dumps({"prompt": "A waterfall cascades over jagged rocks.", "phys_law": law}))
     captions = "".join(f"{modality}\t{caption}\n" for modality, caption in [
         ("modality", "caption"), ("video", "a man is riding a horse on a beach"),
         ("video", "a woman is chopping onions in a kitchen"), ("image", "a dog running in a park"),
@@ -143,13 +147,6 @@ def scratch(tmp_path_factory, embedder):
     return work
 
 
-@pytest.fixture(scope="module")
-def tiny_llm(tmp_path_factory):
-    from tests.tiny_llm import save_tiny_llm
-
-    return save_tiny_llm(tmp_path_factory.mktemp("tiny-llm") / "model")
-
-
 # Files an example must leave behind, beyond exiting 0.
 WRITES = {
     "rapo refine --file prompts.txt --out refined.jsonl": ["refined.jsonl"],
@@ -157,6 +154,7 @@ WRITES = {
     "rapo graph import-rapo ./graph/graph_test1 --graph rapo.graph": ["rapo.graph"],
     "rapo graph build my_captions.tsv --graph ~/graphs/video.graph --where modality=video": ["home/graphs/video.graph"],
     "rapo optimize prompts.txt --out runs/tonight": ["runs/tonight/best_prompts.jsonl", "runs/tonight/run.json"],
+    "rapo optimize laws.jsonl --out runs/physics --critics physics,flow": ["runs/physics/best_prompts.jsonl"],
     "rapo runs export runs/tonight --out best.jsonl": ["best.jsonl"],
     "rapo runs export runs/tonight --out best.txt --format vbench": ["best.txt"],
     "rapo finetune dataset --runs runs/tonight --runs runs/wan --out data/mine": ["data/mine/train.jsonl"],

@@ -23,7 +23,7 @@ from agent.loop.context import SSPOConfig
 from agent.loop.state import Evaluation, ToolCall
 from agent.runs.claims import ClaimedGenerator, VideoClaims, generation_counts
 from agent.runs.distributed import optimize_on_ray, start_workers
-from agent.runs.optimize import open_run, optimize
+from agent.runs.optimize import PromptItem, open_run, optimize
 from agent.runs.run_spec import RunSpec, build_context
 from agent.runs.schema import LATEST, MIGRATIONS
 from agent.runs.trajectory import TrajectoryStore
@@ -171,8 +171,9 @@ def _spec(graph, run_dir: Path, store: str | None) -> RunSpec:
     )  # fmt: skip
 
 
-def _single_process(spec: RunSpec, prompts: list[str], embedder) -> list[dict]:
+def _single_process(spec: RunSpec, texts: list[str], embedder) -> list[dict]:
     ctx = build_context(spec, embedder=embedder)  # the same composition root as the CLI's and the workers'
+    prompts = [PromptItem(text=t) for t in texts]
     return optimize(prompts, open_run(spec.run_dir, Path("prompts.txt"), prompts, {}, resume=False), ctx)
 
 
@@ -188,11 +189,12 @@ def test_ray_run_with_a_killed_worker_finishes_every_prompt_once_like_the_single
 
     # 2. The Ray run on two logical GPUs, PostgreSQL store; SIGKILL the worker that has just made a video
     spec = _spec(graph, tmp_path / "ray", postgres_url)
-    info = open_run(spec.run_dir, Path("prompts.txt"), PROMPTS, {}, resume=False)
+    items = [PromptItem(text=p) for p in PROMPTS]
+    info = open_run(spec.run_dir, Path("prompts.txt"), items, {}, resume=False)
     workers = start_workers(spec, info.run_id, workers=2, gpus=1.0, claim_lease_s=5.0)
     pids = local_ray.get([w.pid.remote() for w in workers])
     outcome = {}
-    driver = threading.Thread(target=lambda: outcome.update(rows=optimize_on_ray(PROMPTS, info, spec, workers)))
+    driver = threading.Thread(target=lambda: outcome.update(rows=optimize_on_ray(items, info, spec, workers)))
     driver.start()
     watch = TrajectoryStore(postgres_url)
     sql = "SELECT owner FROM video_generations ORDER BY at DESC"
@@ -225,7 +227,7 @@ def test_ray_run_with_a_killed_worker_finishes_every_prompt_once_like_the_single
         assert 1 <= len(keys) <= 2 and len(set(keys)) == len(keys) and {k[0] for k in keys} == {0}
 
     # 4. Resuming the finished run finds nothing to do and makes nothing
-    again = optimize_on_ray(PROMPTS, info, spec, workers)
+    again = optimize_on_ray(items, info, spec, workers)
     assert [r["best_prompt"] for r in again] == [r["best_prompt"] for r in rows]
     assert generation_counts(watch, info.run_id) == counts
 

@@ -12,7 +12,7 @@ from agent.loop.context import Context, SSPOConfig
 from agent.loop.controllers import LLMController, PolicyController
 from agent.loop.graph import after_decide, builder
 from agent.loop.state import Evaluation, SSPOState
-from agent.runs.optimize import open_run, optimize
+from agent.runs.optimize import PromptItem, open_run, optimize
 from graph_db.backends import open_store
 from tests.graphs import build_small_graph
 from tests.test_stage1 import ScriptedLLM
@@ -45,12 +45,12 @@ class ToolCallingFake(FakeMessagesListChatModel):
 
 @pytest.fixture
 def context(tmp_path, embedder):
-    def make(config: SSPOConfig, controller=None, generator=None, llm=None) -> Context:
+    def make(config: SSPOConfig, controller=None, generator=None, llm=None, critics=("temporal", "imaging")) -> Context:
         llm = llm or ScriptedLLM(ANSWERS)
         lookup = GraphLookup(open_store(build_small_graph(tmp_path / "g.sqlite", embedder)), embedder)
         stage1 = Stage1(lookup, llm, Stage1Settings(threshold=0.3))
         generator = generator or VideoGenerator("tiny-wan")
-        critics = [make_critic("temporal"), make_critic("imaging")]
+        critics = [make_critic(name) for name in critics]
         tools = [
             refine_prompt_tool(stage1),
             graph_lookup_tool(lookup),
@@ -72,6 +72,24 @@ def context(tmp_path, embedder):
 def run(ctx: Context, prompt: str = "a dog running on the beach") -> dict:
     graph = builder.compile(checkpointer=InMemorySaver())
     return graph.invoke(SSPOState(input=prompt), {"configurable": {"thread_id": "t"}}, context=ctx)
+
+
+def test_prompt_metadata_reaches_the_physics_critic_and_the_reviser(context):
+    """A prompt file's physical law is handed to the critics (recorded in the call) and shown to the reviser."""
+    llm = ScriptedLLM(ANSWERS)
+    ctx = context(SSPOConfig(max_iters=1, candidates=1), llm=llm, critics=("temporal", "physics"))
+    meta = {"physical_laws": "Due to gravity, the sand thrown up by the paws falls back down.", "dimension": ["x"]}
+    graph = builder.compile(checkpointer=InMemorySaver())
+    state = SSPOState(input="a dog running on the beach", meta=meta)
+    out = graph.invoke(state, {"configurable": {"thread_id": "t"}}, context=ctx)
+    judged = [c for c in out["tool_calls"] if c.tool == "critic_physics"]
+    assert judged and all(c.ok and c.args["meta"] == meta for c in judged)
+    assert all(c.args["prompt"] == "a dog running on the beach" for c in judged)  # the user's prompt, every round
+    assert all(meta["physical_laws"] in e.feedback["physics"] for e in out["evaluated"])
+    revisions = [m for m in llm.requests if "earlier attempts" in m[0]["content"]]
+    assert revisions and all(
+        "The video must show: dimension: x; physical laws: Due to gravity" in m[-1]["content"] for m in revisions
+    )
 
 
 def test_router_refuses_an_undecided_state():
@@ -174,7 +192,8 @@ def test_one_failing_prompt_does_not_stop_the_batch(context, tmp_path):
             return super().generate(prompt, seed, params, out_dir)
 
     ctx = context(SSPOConfig(max_iters=0, candidates=1), generator=FailsOnCats("tiny-wan"))
-    prompts = ["a dog running on the beach", "a cat on a sofa", "a chef chopping onions in a kitchen"]
+    texts = ["a dog running on the beach", "a cat on a sofa", "a chef chopping onions in a kitchen"]
+    prompts = [PromptItem(text=t) for t in texts]
     info = open_run(tmp_path / "run", tmp_path / "p.txt", prompts, {}, resume=False)
     ctx.run_dir = tmp_path
     rows = optimize(prompts, info, ctx)

@@ -20,12 +20,14 @@ class ScriptedLLM:
         self.answers = answers
         self.adapter_id = adapter_id
         self.calls: list[str] = []
+        self.requests: list[list[dict]] = []
 
     def load(self):
         pass
 
     def generate(self, messages, seed, decoding):
         system = messages[0]["content"]
+        self.requests.append(messages)
         step = next(k for k in self.answers if k in system)
         self.calls.append(step)
         answers = self.answers[step]

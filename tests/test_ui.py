@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from agent.loop.context import SSPOConfig
-from agent.runs.optimize import open_run, optimize
+from agent.runs.optimize import PromptItem, open_run, optimize
 from tests.required import skip_or_fail
 from tests.test_cli import RAPO, rapo
 from tests.test_sspo import context  # noqa: F401 - the fixture that builds an SSPO context with the scripted LLM
@@ -72,7 +72,8 @@ def run_dir(tmp_path, context) -> Path:  # noqa: F811 - pytest's fixture injecti
     """A finished run in tmp_path: two prompts, Stage 1 and one revision round, tiny-Wan videos, two critics."""
     ctx = context(SSPOConfig(max_iters=1, candidates=2))
     settings = {"generator": "tiny-wan", "critics": ctx.critics}
-    rows = optimize(PROMPTS, open_run(tmp_path, tmp_path / "prompts.txt", PROMPTS, settings, resume=False), ctx)
+    items = [PromptItem(text=p) for p in PROMPTS]
+    rows = optimize(items, open_run(tmp_path, tmp_path / "prompts.txt", items, settings, resume=False), ctx)
     assert [r["status"] for r in rows] == ["done", "done"]
     return tmp_path
 

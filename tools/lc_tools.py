@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
@@ -47,7 +48,10 @@ class CritiqueArgs(BaseModel):
     """Arguments of a critic tool."""
 
     video: str = Field(description="Path of the mp4 to score.")
-    prompt: str = Field(description="The prompt the video was generated from.")
+    prompt: str = Field(description="The user's prompt, which the video is judged against.")
+    meta: dict[str, Any] = Field(
+        default_factory=dict, description="What the prompt file says about the prompt (e.g. physical_laws)."
+    )
 
 
 def graph_lookup_tool(lookup: GraphLookup) -> StructuredTool:
@@ -92,10 +96,10 @@ def _decoded(path: str, mtime: float) -> Video:
 def critic_tool(critic: Critic) -> StructuredTool:
     """`critic_<name>`: score an mp4 with one critic."""
 
-    def score(video: str, prompt: str) -> dict:
+    def score(video: str, prompt: str, meta: dict[str, Any] | None = None) -> dict:
         path = Path(video)
         decoded = _decoded(str(path), path.stat().st_mtime) if path.is_file() else read_video(path)
-        return critic.score(decoded, prompt).model_dump(mode="json")
+        return critic.score(decoded, prompt, meta or {}).model_dump(mode="json")
 
     return StructuredTool.from_function(
         func=score,

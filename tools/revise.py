@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, Field
 
 from prompts.loader import load_template
@@ -18,6 +20,18 @@ class Attempt(BaseModel):
     feedback: str = ""
 
 
+def describe_meta(meta: Mapping[str, object] | None, max_chars: int = 400) -> str:
+    """One line of a prompt's metadata for the LLM: `key: value; ...`, lists joined, cut at `max_chars`."""
+    parts = []
+    for key, value in sorted((meta or {}).items()):
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        if isinstance(value, str | int | float) and str(value).strip():
+            parts.append(f"{key.replace('_', ' ')}: {str(value).strip()}")
+    line = "; ".join(parts)
+    return line if len(line) <= max_chars else line[: max_chars - 3].rstrip() + "..."
+
+
 class PromptReviser:
     """Asks the LLM for `k` new prompts; each must pass the guards against the original prompt and be new."""
 
@@ -32,7 +46,13 @@ class PromptReviser:
         self.attempts = attempts
 
     def revise(
-        self, original: str, history: list[Attempt], k: int, seed: int, instructions: str = ""
+        self,
+        original: str,
+        history: list[Attempt],
+        k: int,
+        seed: int,
+        instructions: str = "",
+        meta: Mapping[str, object] | None = None,
     ) -> tuple[list[str], list[Rejection]]:
         """Up to `k` new, guarded candidates (fewer if the model keeps failing) and the rejected answers.
 
@@ -42,6 +62,8 @@ class PromptReviser:
             k: candidates wanted.
             seed: base seed; sample i uses seed * 100 + i.
             instructions: extra guidance, e.g. from a person or the llm controller.
+            meta: what the prompt file says about the prompt (a physical law, a benchmark dimension), shown to the
+                model as what the video must show.
         """
         lines = "\n".join(
             f'{i}. "{a.prompt}" | '
@@ -53,6 +75,7 @@ class PromptReviser:
             original=original,
             history=lines or "(none yet)",
             instructions=f"Also: {instructions}\n" if instructions else "",
+            task=f"The video must show: {task}\n" if (task := describe_meta(meta)) else "",
         )
         seen = {guards.clean(a.prompt).lower() for a in history}
         found: list[str] = []

@@ -136,7 +136,7 @@ def optimize_cmd(
         adapter=str(adapter) if adapter else None,
         stage1=Stage1Settings(target=check_target(target or settings.target), both_branches=True),
         run_dir=out, store=store, controller=controller,
-        critic_options={name: _critic_options(name, vlm or settings.vlm, clip) for name in names},
+        critic_options={name: _critic_options(name, vlm or settings.vlm, clip, llm or settings.llm) for name in names},
     )  # fmt: skip
     video_generator = VideoGenerator(generator, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
     ctx = build_context(spec, generator=video_generator, embedder=embedder)  # loads no model; Ray workers their own
@@ -163,8 +163,16 @@ def optimize_cmd(
     stderr.print(f"{done}/{len(rows)} prompts done; best prompts in {out / 'best_prompts.jsonl'}", markup=False)
 
 
-def _critic_options(name: str, vlm: str | None, clip: Path | None) -> dict[str, str]:
-    """The constructor options of a critic that needs a model; a RapoError when it was not given one."""
+def _critic_options(name: str, vlm: str | None, clip: Path | None, llm: str | None) -> dict[str, str]:
+    """The constructor options of a critic that needs a model; a RapoError when it was not given one.
+
+    The physics critic's judge is the served `--llm`, else the `--vlm`; without either it applies its rules.
+    """
+    if name == "physics":
+        from tools.llm_openai import is_endpoint_spec
+
+        judge = llm if is_endpoint_spec(llm) else vlm
+        return {"judge": judge} if judge else {}
     if name == "vlm":
         if not vlm:
             raise RapoError("--critics vlm needs --vlm openai:http://HOST:PORT/v1[#MODEL] (or $RAPO_VLM)")
@@ -230,7 +238,9 @@ def show(run_dir: RunDir, as_json: JsonOpt = False) -> None:
         evaluations = store.evaluations(run_id, row.prompt_id)
         metrics = sorted({m for e in evaluations for m in e.scores})
         calls = store.tool_calls(run_id, row.prompt_id)
-        table.caption = f"{len(calls)} tool calls, {sum(c.seconds for c in calls):.2f} s"
+        table.caption = f"{len(calls)} tool calls, {sum(c.seconds for c in calls):.2f} s" + "".join(
+            f"\n{key}: {value}" for key, value in sorted(row.meta.items())
+        )
         for column in ("round", "#", "prompt", *metrics, "video", "best"):
             table.add_column(column)
         for e in evaluations:

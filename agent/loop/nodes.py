@@ -101,7 +101,7 @@ def critique(state: SSPOState, runtime: Runtime[Context]) -> dict:
             evaluation.video = str(video.path.relative_to(ctx.run_dir))
             evaluation.video_key = video.key
             for name in ctx.critics:
-                args = {"video": str(video.path), "prompt": state.input}
+                args = {"video": str(video.path), "prompt": state.input} | ({"meta": state.meta} if state.meta else {})
                 result, call = call_tool(ctx, f"critic_{name}", args, CriticResult)
                 calls.append(call)
                 if result:
@@ -141,7 +141,9 @@ def revise(state: SSPOState, runtime: Runtime[Context]) -> dict:
     history += [Attempt(prompt=p) for p in state.candidates if p not in rendered]
     seed = zlib.crc32(f"{ctx.config.seed}:{state.iteration}".encode())  # a new, reproducible seed per round
     started = time.perf_counter()
-    found, rejected = ctx.reviser.revise(state.input, history, ctx.config.candidates, seed, state.instructions)
+    found, rejected = ctx.reviser.revise(
+        state.input, history, ctx.config.candidates, seed, state.instructions, state.meta
+    )
     call = ToolCall(
         tool="revise_prompt",
         args={"iteration": state.iteration + 1, "k": ctx.config.candidates, "instructions": state.instructions},

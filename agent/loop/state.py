@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, JsonValue
 
 from tools.generator import GeneratedVideo
 from tools.retrieval import Modifier
@@ -54,6 +54,11 @@ class SSPOState(BaseModel):
     """State of one prompt's optimisation."""
 
     input: str = Field(description="The user's prompt, as given.")
+    meta: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="What the prompt file says about the prompt besides its text (PhyGenBench's `physical_laws`, "
+        "VBench's `dimension`): handed to every critic and to the reviser.",
+    )
     iteration: int = Field(0, description="The current round: 0 is Stage 1's candidates.")
     candidates: list[str] = Field(default_factory=list, description="Prompts of the current round, to evaluate.")
     modifiers: list[Modifier] = Field(

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from langchain_core.tools import BaseTool, StructuredTool
 
-from agent.runs.optimize import RunInfo, checkpointer, finish_run, run_prompt
+from agent.runs.optimize import PromptItem, RunInfo, checkpointer, finish_run, run_prompt
 from agent.runs.run_spec import RunSpec, build_context
 from agent.runs.trajectory import TrajectoryStore
 from rapo_common import RapoError, progress_bar, quiet_libraries, stderr
@@ -93,11 +93,11 @@ def _critic(name: str, options: tuple[tuple[str, str], ...]) -> Any:
     return make_critic(name, **dict(options))
 
 
-def _score(name: str, options: tuple[tuple[str, str], ...], video: str, prompt: str) -> dict:
+def _score(name: str, options: tuple[tuple[str, str], ...], video: str, prompt: str, meta: dict | None) -> dict:
     """A critic's verdict on one video: the body of the CPU task."""
     from tools.video import read_video
 
-    return _critic(name, options).score(read_video(Path(video)), prompt).model_dump(mode="json")
+    return _critic(name, options).score(read_video(Path(video)), prompt, meta).model_dump(mode="json")
 
 
 def remote_critic_tool(name: str, options: dict[str, str] | None = None) -> BaseTool:
@@ -106,7 +106,7 @@ def remote_critic_tool(name: str, options: dict[str, str] | None = None) -> Base
     task = ray.remote(num_cpus=1, max_retries=MAX_ATTEMPTS)(_score)
     frozen = tuple(sorted((options or {}).items()))
     return StructuredTool.from_function(
-        func=lambda video, prompt: ray.get(task.remote(name, frozen, video, prompt)),
+        func=lambda video, prompt, meta=None: ray.get(task.remote(name, frozen, video, prompt, meta)),
         name=f"critic_{name}",
         description=f"Score a video with the {name} critic: a score from 0 to 1 (higher is better), its raw "
         "measurements and feedback text.",
@@ -146,7 +146,7 @@ class GeneratorWorker:
         """This worker's process id (tests kill it)."""
         return os.getpid()
 
-    def optimize(self, prompt_id: int, prompt: str) -> int:
+    def optimize(self, prompt_id: int, prompt: PromptItem) -> int:
         """Run (or resume) one prompt; its outcome, failure included, is in the store. Returns `prompt_id`."""
         run_prompt(self.graph, self.store, self.run_id, prompt_id, prompt, self.ctx, lambda _: None)
         return prompt_id
@@ -169,7 +169,7 @@ def start_workers(spec: RunSpec, run_id: str, workers: int, gpus: float, claim_l
 
 
 def optimize_on_ray(
-    prompts: list[str], info: RunInfo, spec: RunSpec, workers: list, max_attempts: int = MAX_ATTEMPTS
+    prompts: list[PromptItem], info: RunInfo, spec: RunSpec, workers: list, max_attempts: int = MAX_ATTEMPTS
 ) -> list[dict]:
     """Every prompt not done, on the given workers; a worker that dies gives its prompt back (bounded retries).
 
@@ -179,7 +179,7 @@ def optimize_on_ray(
     """
     ray = _ray()
     store = TrajectoryStore(spec.store or spec.run_dir / "trajectory.sqlite")
-    store.start_run(info.run_id, info.settings, prompts)
+    store.start_run(info.run_id, info.settings, [p.text for p in prompts], [p.meta for p in prompts])
     status = {row.prompt_id: row.status for row in store.prompts(info.run_id)}
     pending = deque(i for i in range(len(prompts)) if status[i] != "done")
     idle = list(range(len(workers)))
@@ -194,7 +194,7 @@ def optimize_on_ray(
         while pending or any(prompt_id is not None for _, prompt_id, _ in in_flight.values()):
             while pending and idle:
                 worker, prompt_id = idle.pop(0), pending.popleft()
-                task = bar.add_task(f"  #{prompt_id} {prompts[prompt_id][:40]} (worker {worker})", total=None)
+                task = bar.add_task(f"  #{prompt_id} {prompts[prompt_id].text[:40]} (worker {worker})", total=None)
                 in_flight[workers[worker].optimize.remote(prompt_id, prompts[prompt_id])] = (worker, prompt_id, task)
             if not in_flight:  # prompts left, and every worker is gone
                 for prompt_id in pending:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import sqlite3
@@ -12,7 +13,7 @@ from pathlib import Path
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, JsonValue
 
 from agent.loop.context import Context
 from agent.loop.graph import builder
@@ -31,8 +32,27 @@ _CHECKPOINT_TYPES = [
 ]
 
 
-def read_prompt_list(path: Path) -> list[str]:
-    """Prompts from a .txt (one per line), .jsonl ({"prompt": ...} per line) or VBench .json file."""
+# Where a prompt file's records keep the prompt itself; every other field is the prompt's metadata.
+PROMPT_KEYS = ("prompt", "prompt_en", "caption", "captions", "text")
+
+
+class PromptItem(BaseModel):
+    """One prompt of a prompt file, with what the file says about it besides its text."""
+
+    text: str
+    meta: dict[str, JsonValue] = Field(
+        default_factory=dict,
+        description="The record's other fields: PhyGenBench's `physical_laws`, VBench's `dimension`, a category.",
+    )
+
+
+def read_prompt_list(path: Path) -> list[PromptItem]:
+    """Prompts, with their metadata, from a prompt file.
+
+    `.txt`: one prompt a line. `.jsonl`: one object a line. `.json`: a list of objects (VBench's
+    `VBench_full_info.json`, PhyGenBench's `prompts.json`). `.csv`: a header row (RAPO's SSPO `examples.csv`).
+    A record's prompt is its first key of PROMPT_KEYS; its other fields are its metadata.
+    """
     if path.suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -40,22 +60,34 @@ def read_prompt_list(path: Path) -> list[str]:
             raise InputFileError(f"prompt file not found: {path}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputFileError(f"{path}: not valid UTF-8 JSON ({exc})") from None
-        if not isinstance(data, list) or not all(isinstance(r, dict) and "prompt_en" in r for r in data):
-            raise InputFileError(f"{path}: expected VBench's list of objects with 'prompt_en'")
-        prompts = [r["prompt_en"] for r in data]
+        if not isinstance(data, list):
+            raise InputFileError(f"{path}: expected a list of objects, each with one of {', '.join(PROMPT_KEYS)}")
+        items = [_item(record, f"{path}: item {i}") for i, record in enumerate(data)]
     elif path.suffix == ".jsonl":
-        prompts = []
+        items = []
         for number, line in read_lines(path):
             if line.strip():
                 try:
-                    prompts.append(json.loads(line)["prompt"])
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    raise InputFileError(f"{path}:{number}: expected an object with a 'prompt' key") from None
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    raise InputFileError(f"{path}:{number}: not a JSON object") from None
+                items.append(_item(record, f"{path}:{number}"))
+    elif path.suffix == ".csv":
+        lines = [line for _, line in read_lines(path)]
+        rows = list(csv.DictReader(lines))
+        items = [_item(row, f"{path}:{i + 2}") for i, row in enumerate(rows)]
     else:
-        prompts = [line for _, line in read_lines(path) if line.strip()]
-    if not prompts:
+        items = [PromptItem(text=line) for _, line in read_lines(path) if line.strip()]
+    if not items:
         raise InputFileError(f"{path}: no prompts")
-    return [p.strip() for p in prompts]
+    return [PromptItem(text=item.text.strip(), meta=item.meta) for item in items]
+
+
+def _item(record: object, where: str) -> PromptItem:
+    key = next((k for k in PROMPT_KEYS if isinstance(record, dict) and isinstance(record.get(k), str)), None)
+    if key is None:
+        raise InputFileError(f"{where}: expected an object with one of the keys {', '.join(PROMPT_KEYS)}")
+    return PromptItem(text=record[key], meta={k: v for k, v in record.items() if k != key and v not in ("", None)})
 
 
 def checkpointer(run_dir: Path, store: str | None = None) -> BaseCheckpointSaver:
@@ -81,10 +113,10 @@ class RunInfo(BaseModel):
     settings: dict
 
 
-def open_run(run_dir: Path, prompts_file: Path, prompts: list[str], settings: dict, resume: bool) -> RunInfo:
-    """Start a run in a new run dir, or reopen one with --resume (same prompts required)."""
+def open_run(run_dir: Path, prompts_file: Path, prompts: list[PromptItem], settings: dict, resume: bool) -> RunInfo:
+    """Start a run in a new run dir, or reopen one with --resume (same prompts and metadata required)."""
     info_path = run_dir / "run.json"
-    digest = hashlib.sha256("\n".join(prompts).encode()).hexdigest()
+    digest = prompts_digest(prompts)
     if info_path.exists():
         if not resume:
             raise RapoError(f"{run_dir} holds a run already: add --resume to continue it, or choose another --out")
@@ -107,7 +139,14 @@ def open_run(run_dir: Path, prompts_file: Path, prompts: list[str], settings: di
     return info
 
 
-def optimize(prompts: list[str], info: RunInfo, ctx: Context, store_url: str | None = None) -> list[dict]:
+def prompts_digest(prompts: list[PromptItem]) -> str:
+    """SHA-256 of the texts, one a line; with the metadata as JSON lines when any prompt has some."""
+    if not any(p.meta for p in prompts):  # the digest of runs made before prompts had metadata
+        return hashlib.sha256("\n".join(p.text for p in prompts).encode()).hexdigest()
+    return hashlib.sha256("\n".join(jsonl_line(p.model_dump()) for p in prompts).encode()).hexdigest()
+
+
+def optimize(prompts: list[PromptItem], info: RunInfo, ctx: Context, store_url: str | None = None) -> list[dict]:
     """Run the SSPO graph for every prompt not done yet; a failing prompt is recorded and the batch goes on.
 
     `store_url` is a `postgresql://` URL for the trajectory store and checkpoints; by default both are SQLite
@@ -115,7 +154,7 @@ def optimize(prompts: list[str], info: RunInfo, ctx: Context, store_url: str | N
     """
     run_dir = ctx.run_dir
     store = TrajectoryStore(store_url or run_dir / "trajectory.sqlite")
-    store.start_run(info.run_id, info.settings, prompts)
+    store.start_run(info.run_id, info.settings, [p.text for p in prompts], [p.meta for p in prompts])
     graph = builder.compile(checkpointer=checkpointer(run_dir, store_url))
     status = {row.prompt_id: row.status for row in store.prompts(info.run_id)}
     with progress_bar() as bar:
@@ -123,7 +162,7 @@ def optimize(prompts: list[str], info: RunInfo, ctx: Context, store_url: str | N
         for prompt_id, prompt in enumerate(prompts):
             if status[prompt_id] == "done":
                 continue
-            current = bar.add_task(f"  #{prompt_id} {prompt[:40]}", total=None)
+            current = bar.add_task(f"  #{prompt_id} {prompt.text[:40]}", total=None)
             try:
                 run_prompt(
                     graph,
@@ -148,7 +187,9 @@ def finish_run(store: TrajectoryStore, run_id: str, run_dir: Path) -> list[dict]
     return rows
 
 
-def run_prompt(graph, store: TrajectoryStore, run_id: str, prompt_id: int, prompt: str, ctx: Context, show) -> None:  # noqa: ANN001
+def run_prompt(  # noqa: ANN001
+    graph, store: TrajectoryStore, run_id: str, prompt_id: int, prompt: PromptItem, ctx: Context, show
+) -> None:
     """One prompt through the graph, from its thread's last checkpoint; a failure is recorded, never raised."""
     try:
         _optimize_one(graph, store, run_id, prompt_id, prompt, ctx, show)
@@ -158,14 +199,17 @@ def run_prompt(graph, store: TrajectoryStore, run_id: str, prompt_id: int, promp
         stderr.print(f"prompt {prompt_id}: failed: {error}", markup=False, highlight=False)
 
 
-def _optimize_one(graph, store: TrajectoryStore, run_id: str, prompt_id: int, prompt: str, ctx: Context, show) -> None:  # noqa: ANN001
+def _optimize_one(  # noqa: ANN001
+    graph, store: TrajectoryStore, run_id: str, prompt_id: int, prompt: PromptItem, ctx: Context, show
+) -> None:
     config = {"configurable": {"thread_id": f"{run_id}:{prompt_id}"}, "recursion_limit": 10 + 6 * ctx.config.max_iters}
     snapshot = graph.get_state(config)
     if snapshot.values and not snapshot.next:  # the graph finished, but the process died before the store knew
         values = snapshot.values
     else:
         store.set_status(run_id, prompt_id, "running")
-        start = None if snapshot.values else SSPOState(input=check_prompt(prompt))  # None resumes the thread
+        # None resumes the thread
+        start = None if snapshot.values else SSPOState(input=check_prompt(prompt.text), meta=prompt.meta)
         values = {}
         # "sync": each checkpoint is on disk before the next node runs. LangGraph's default ("async") writes it
         # while the next node runs, so a SIGKILL can leave a checkpoint half-committed (langgraph#8039, #8764).

@@ -54,6 +54,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             " at DOUBLE PRECISION NOT NULL)",
         ],
     ),
+    (
+        3,
+        "prompt metadata from the prompt file (a benchmark's physical law, dimension, category)",
+        ["ALTER TABLE prompts ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'"],
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 

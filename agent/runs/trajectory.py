@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from agent.loop.state import Evaluation, ToolCall
 from agent.runs.db import Cursor, Database, open_database
@@ -26,6 +26,7 @@ class PromptRow(BaseModel):
 
     prompt_id: int
     input: str
+    meta: dict = Field(default_factory=dict, description="What the prompt file says about the prompt.")
     status: str
     best_prompt: str | None = None
     best_scores: dict[str, float] | None = None
@@ -50,8 +51,9 @@ class TrajectoryStore:
         self.location = self.db.location
         migrate(self.db)
 
-    def start_run(self, run_id: str, config: dict, prompts: list[str]) -> None:
-        """Record the run and its prompts as pending; a resumed run keeps what it has."""
+    def start_run(self, run_id: str, config: dict, prompts: list[str], metas: list[dict] | None = None) -> None:
+        """Record the run and its prompts (with each one's metadata) as pending; a resumed run keeps what it has."""
+        metas = metas or [{} for _ in prompts]
         now = time.time()
 
         def work(cur: Cursor) -> None:
@@ -60,9 +62,9 @@ class TrajectoryStore:
                 (run_id, now, json.dumps(config, default=str)),
             )
             cur.executemany(
-                "INSERT INTO prompts (run_id, prompt_id, input, status, updated_at) VALUES (?, ?, ?, 'pending', ?) "
-                "ON CONFLICT DO NOTHING",
-                [(run_id, i, p, now) for i, p in enumerate(prompts)],
+                "INSERT INTO prompts (run_id, prompt_id, input, meta, status, updated_at) "
+                "VALUES (?, ?, ?, ?, 'pending', ?) ON CONFLICT DO NOTHING",
+                [(run_id, i, p, json.dumps(m), now) for i, (p, m) in enumerate(zip(prompts, metas, strict=True))],
             )
 
         self.db.run(work)
@@ -149,14 +151,15 @@ class TrajectoryStore:
     def prompts(self, run_id: str) -> list[PromptRow]:
         """Every prompt of a run, in input order."""
         rows = self._select(
-            "SELECT prompt_id, input, status, best_prompt, best_scores, best_video, stop_reason, error FROM prompts "
-            "WHERE run_id = ? ORDER BY prompt_id",
+            "SELECT prompt_id, input, status, best_prompt, best_scores, best_video, stop_reason, error, meta "
+            "FROM prompts WHERE run_id = ? ORDER BY prompt_id",
             (run_id,),
         )
         return [
             PromptRow(
                 prompt_id=r[0], input=r[1], status=r[2], best_prompt=r[3],
                 best_scores=json.loads(r[4]) if r[4] else None, best_video=r[5], stop_reason=r[6], error=r[7],
+                meta=json.loads(r[8]),
             )
             for r in rows
         ]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from pydantic import BaseModel, Field
@@ -26,6 +27,10 @@ class Critic(Protocol):
 
     name: str
 
-    def score(self, video: Video, prompt: str) -> CriticResult:
-        """Score `video`, generated from `prompt`."""
+    def score(self, video: Video, prompt: str, meta: Mapping[str, object] | None = None) -> CriticResult:
+        """Score `video` against the user's `prompt`.
+
+        `meta` is what the prompt file says about the prompt besides its text (a benchmark's `physical_laws`,
+        `dimension`, category); critics that have no use for it ignore it.
+        """
         ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 
@@ -68,7 +69,7 @@ class ClipCritic:
         """Load the model now rather than on the first `score`."""
         self._loaded  # noqa: B018 - the cached property loads it
 
-    def score(self, video: Video, prompt: str) -> CriticResult:
+    def score(self, video: Video, prompt: str, meta: Mapping[str, object] | None = None) -> CriticResult:
         """Mean text-frame cosine of `num_frames` frames of `video` against `prompt`, mapped to [0, 1]."""
         import torch
 

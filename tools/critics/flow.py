@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -75,23 +77,14 @@ class FlowCritic:
         self.segments = segments
         self.floor_px = floor_px
 
-    def score(self, video: Video, prompt: str = "") -> CriticResult:
+    def score(self, video: Video, prompt: str = "", meta: Mapping[str, object] | None = None) -> CriticResult:
         """Measure the flow of `video` (the prompt is not used) and score dynamic degree and smoothness."""
         start = time.perf_counter()
-        # 1. Check inputs
-        interval = max(1, round(video.fps / 8.0)) if video.fps > 0 else 1
-        index = list(range(0, len(video.frames), interval))
-        if len(index) < 2:
-            raise ValueError(
-                f"`video` needs at least 2 frames after subsampling every {interval}, got {len(video.frames)} frames"
-            )
-        # 2. Flow per frame pair, in original-frame pixels per sampled step
-        stats = flow_stats(video.frames[index], self.max_side, self.floor_px)
+        # 1.-2. Check inputs; flow per frame pair at about 8 fps, in original-frame pixels per sampled step
+        flow = sampled_flow(video, self.max_side, self.floor_px)
+        stats, index, interval, threshold = flow.stats, flow.index, flow.interval, flow.threshold
         # 3. Dynamic degree, VBench's thresholds
-        height, width = video.frames.shape[1:3]
-        factor = max(1.0, 8.0 / video.fps) if video.fps > 0 else 1.0
-        threshold = factor * 6.0 * min(height, width) / 256.0
-        required = max(1, round(4 * len(index) / 16.0))
+        required = flow.required
         moving = int(np.sum(stats["top"] > threshold))
         dynamic_degree = min(1.0, moving / required)
         smoothness = float(np.mean(stats["smooth"])) if len(stats["smooth"]) else 1.0
@@ -116,6 +109,40 @@ class FlowCritic:
         return CriticResult(
             critic=self.name, score=min(1.0, max(0.0, score)), raw=raw, feedback=_feedback(raw), seconds=seconds
         )
+
+
+@dataclass
+class SampledFlow:
+    """Flow of a video subsampled to about 8 fps, with VBench's dynamic thresholds for its size and rate."""
+
+    stats: dict = field(repr=False)  # flow_stats() of the sampled frames
+    index: list[int]  # the sampled frames
+    interval: int  # every interval-th frame was sampled
+    threshold: float  # px a sampled pair must move to count as moving
+    required: int  # moving pairs needed for the video to be dynamic
+
+
+def sampled_flow(video: Video, max_side: int | None, floor_px: float = 0.5) -> SampledFlow:
+    """`flow_stats` of every `round(fps / 8)`-th frame, the dynamic threshold (px) and the moving pairs required.
+
+    Raises:
+        ValueError: fewer than 2 frames are left after subsampling.
+    """
+    interval = max(1, round(video.fps / 8.0)) if video.fps > 0 else 1
+    index = list(range(0, len(video.frames), interval))
+    if len(index) < 2:
+        raise ValueError(
+            f"`video` needs at least 2 frames after subsampling every {interval}, got {len(video.frames)} frames"
+        )
+    height, width = video.frames.shape[1:3]
+    factor = max(1.0, 8.0 / video.fps) if video.fps > 0 else 1.0
+    return SampledFlow(
+        stats=flow_stats(video.frames[index], max_side, floor_px),
+        index=index,
+        interval=interval,
+        threshold=factor * 6.0 * min(height, width) / 256.0,
+        required=max(1, round(4 * len(index) / 16.0)),
+    )
 
 
 def flow_stats(frames: np.ndarray, max_side: int | None, floor_px: float = 0.5) -> dict:

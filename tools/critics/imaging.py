@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class ImagingCritic:
         self.num_frames = num_frames
         self.max_side = max_side
 
-    def score(self, video: Video, prompt: str = "") -> CriticResult:
+    def score(self, video: Video, prompt: str = "", meta: Mapping[str, object] | None = None) -> CriticResult:
         """Measure sharpness, exposure and noise of `video` (the prompt is not used)."""
         import cv2
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # importing the critics' base pulls in numpy and pydantic; the CLI only needs the names
     from tools.critics.base import Critic
 
-CRITIC_NAMES = ("flow", "temporal", "imaging", "clip", "vlm")
+CRITIC_NAMES = ("flow", "temporal", "imaging", "clip", "vlm", "physics")
 
 
 def make_critic(name: str, **options: object) -> Critic:
@@ -15,7 +15,8 @@ def make_critic(name: str, **options: object) -> Critic:
 
     Args:
         name: one of CRITIC_NAMES: "flow" (FlowCritic), "temporal" (TemporalCritic), "imaging" (ImagingCritic),
-            "clip" (ClipCritic, needs `model_path`), "vlm" (VlmJudge, needs `base_url` and `model`).
+            "clip" (ClipCritic, needs `model_path`), "vlm" (VlmJudge, needs `base_url` and `model`), "physics"
+            (PhysicsCritic; `judge`, a served model's `openai:URL#MODEL`, or rules without one).
         **options: the critic's constructor arguments.
 
     Raises:
@@ -31,6 +32,8 @@ def make_critic(name: str, **options: object) -> Critic:
         from tools.critics.clip import ClipCritic as cls
     elif name == "vlm":
         from tools.critics.vlm_judge import VlmJudge as cls
+    elif name == "physics":
+        from tools.critics.physics import PhysicsCritic as cls
     else:
         raise ValueError(f"unknown critic {name!r}: choose from {', '.join(CRITIC_NAMES)}")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class TemporalCritic:
         self.max_side = max_side
         self.flicker_weight = flicker_weight
 
-    def score(self, video: Video, prompt: str = "") -> CriticResult:
+    def score(self, video: Video, prompt: str = "", meta: Mapping[str, object] | None = None) -> CriticResult:
         """Measure flicker and adjacent-frame similarity of `video` (the prompt is not used)."""
         import cv2
 

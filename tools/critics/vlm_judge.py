@@ -7,6 +7,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -101,7 +102,7 @@ class VlmJudge:
             raise ImportError("the VLM judge needs the `openai` package: pip install openai") from None
         return OpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout, max_retries=self.max_retries)
 
-    def score(self, video: Video, prompt: str) -> CriticResult:
+    def score(self, video: Video, prompt: str, meta: Mapping[str, object] | None = None) -> CriticResult:
         """Ask the judge about `video` against `prompt`; raises ServiceError when the endpoint fails."""
         start = time.perf_counter()
         # 1. Check inputs
