@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from prompts.loader import load_template
 from tools import guards
 from tools.llm import ChatLLM, Decoding
+from tools.profiles import TargetProfile, profile
 from tools.stage1 import Rejection
 
 
@@ -32,17 +33,75 @@ def describe_meta(meta: Mapping[str, object] | None, max_chars: int = 400) -> st
     return line if len(line) <= max_chars else line[: max_chars - 3].rstrip() + "..."
 
 
+def estimate_tokens(text: str) -> int:
+    """About how many tokens `text` is for a BPE tokenizer: one per 4 characters (English averages 4-4.5)."""
+    return len(text) // 4 + 1
+
+
+def attempt_line(number: int, attempt: Attempt, best: bool) -> str:
+    """One attempt as the reviser reads it: number, prompt, scores, feedback, and whether it is among the best."""
+    scores = ", ".join(f"{name} {score:.2f}" for name, score in sorted(attempt.scores.items()))
+    return (
+        f'{number}. "{attempt.prompt}" | {scores or "not scored"}'
+        + (f" | {attempt.feedback}" if attempt.feedback else "")
+        + (" | best so far" if best else "")
+    )
+
+
+def select_history(history: list[Attempt], budget_tokens: int, best: int = 2) -> list[str]:
+    """The lines of the attempts the reviser sees: the `best` highest-scoring and then the latest, within a budget.
+
+    The best attempts (by mean score) come first in the budget, then the others from the latest back, as long as
+    their lines fit `budget_tokens` (estimated); the latest attempt is always shown. Lines keep their attempt numbers
+    and are listed oldest first.
+    """
+    scored = [i for i, a in enumerate(history) if a.scores]
+    top = sorted(scored, key=lambda i: (-sum(history[i].scores.values()) / len(history[i].scores), -i))[:best]
+    chosen: dict[int, str] = {}
+    spent = 0
+    for i in [*top, *reversed(range(len(history)))]:
+        if i in chosen:
+            continue
+        line = attempt_line(i + 1, history[i], i in top)
+        if chosen and spent + estimate_tokens(line) > budget_tokens:
+            continue
+        chosen[i] = line
+        spent += estimate_tokens(line)
+    if history and len(history) - 1 not in chosen:  # the latest attempt, whatever the budget
+        chosen[len(history) - 1] = attempt_line(len(history), history[-1], len(history) - 1 in top)
+    return [chosen[i] for i in sorted(chosen)]
+
+
 class PromptReviser:
-    """Asks the LLM for `k` new prompts; each must pass the guards against the original prompt and be new."""
+    """Asks the LLM for `k` new prompts; each must pass the guards against the original prompt and be new.
+
+    Args:
+        llm: the model that writes the revisions.
+        target: the video model's prompt profile: its `max_words` bounds a revision (the guards reject longer
+            ones) and sets the token budget of an answer (1.6 tokens a word, plus 16).
+        decoding: sampling parameters; by default from `target`.
+        history_tokens: the estimated tokens the attempts may take in the instruction (`select_history`).
+        attempts: samples per wanted candidate before giving up.
+    """
 
     template = "revise_prompt"
 
-    def __init__(self, llm: ChatLLM, decoding: Decoding | None = None, max_words: int = 80, attempts: int = 2) -> None:
+    def __init__(
+        self,
+        llm: ChatLLM,
+        target: TargetProfile | None = None,
+        decoding: Decoding | None = None,
+        history_tokens: int = 1200,
+        attempts: int = 2,
+    ) -> None:
         self.llm = llm
+        self.target = target or profile("wan")
+        self.max_words = self.target.max_words
         self.decoding = decoding or Decoding(
-            max_new_tokens=72, temperature=0.7, repetition_penalty=1.0, no_repeat_ngram_size=0
-        )
-        self.max_words = max_words
+            max_new_tokens=int(self.max_words * 1.6) + 16, temperature=0.7, repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+        )  # fmt: skip
+        self.history_tokens = history_tokens
         self.attempts = attempts
 
     def revise(
@@ -58,19 +117,15 @@ class PromptReviser:
 
         Args:
             original: the user's prompt; every new candidate keeps its content words.
-            history: earlier attempts, oldest first; the last few go into the instruction.
+            history: earlier attempts, oldest first; the best and the latest go into the instruction, within
+                `history_tokens` (`select_history`).
             k: candidates wanted.
             seed: base seed; sample i uses seed * 100 + i.
             instructions: extra guidance, e.g. from a person or the llm controller.
             meta: what the prompt file says about the prompt (a physical law, a benchmark dimension), shown to the
                 model as what the video must show.
         """
-        lines = "\n".join(
-            f'{i}. "{a.prompt}" | '
-            + ", ".join(f"{name} {score:.2f}" for name, score in sorted(a.scores.items()))
-            + (f" | {a.feedback}" if a.feedback else "")
-            for i, a in enumerate(history[-4:], start=1)
-        )
+        lines = "\n".join(select_history(history, self.history_tokens))
         messages = load_template(self.template).messages(
             original=original,
             history=lines or "(none yet)",

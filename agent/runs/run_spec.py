@@ -21,6 +21,7 @@ from rapo_common import RapoError
 from tools.critics.registry import make_critic
 from tools.generator import VideoGenerator
 from tools.lc_tools import critic_tool, generate_video_tool, graph_lookup_tool, refine_prompt_tool
+from tools.profiles import profile
 from tools.revise import PromptReviser
 from tools.stage1 import Stage1, Stage1Settings
 
@@ -99,7 +100,8 @@ def build_context(
         config=spec.config,
         tools={t.name: t for t in tools},
         critics=spec.critics if generator else [],
-        reviser=PromptReviser(stage1.llm.plain()),  # the adapter was trained for Stage 1's rewrite only
+        # The adapter was trained for Stage 1's rewrite only; revisions are as long as the target model wants
+        reviser=PromptReviser(stage1.llm.plain(), profile(spec.stage1.target)),
         controller=(
             LLMController(stage1.llm.chat_model(seed=spec.config.seed), allowed=["graph_lookup", "revise", "finish"])
             if spec.controller == "llm"
