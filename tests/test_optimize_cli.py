@@ -87,6 +87,44 @@ def test_a_physical_law_goes_from_the_prompt_file_to_the_physics_critic_and_the_
     assert shown.returncode == 0 and f"physical_laws: {law}" in " ".join(shown.stdout.split())
 
 
+def test_two_seeds_render_each_candidate_twice_and_a_killed_run_resumes_exactly_once(tmp_path, graph, tiny_llm):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    run_dir = tmp_path / "run"
+    args = [str(prompts), "--out", str(run_dir), "--graph", str(graph), "--llm", str(tiny_llm), "--seeds", "2",
+            "--critics", "temporal,imaging", "--max-iters", "1", "--candidates", "1"]  # fmt: skip
+    log = run_dir / "videos" / "generation.log"
+    proc = subprocess.Popen([*RAPO, "optimize", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = rapo("optimize", *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    generated = Counter(c["key"] for c in calls)
+    assert generated and max(generated.values()) == 1  # no video made twice, across the kill
+    rows = [json.loads(line) for line in (run_dir / "best_prompts.jsonl").read_text().splitlines()]
+    assert all(r["status"] == "done" for r in rows)
+    store = TrajectoryStore(run_dir / "trajectory.sqlite")
+    run_id = store.runs()[0][0]
+    rendered = set()
+    for row in store.prompts(run_id):
+        evaluations = [e for e in store.evaluations(run_id, row.prompt_id) if e.scores]
+        assert evaluations and all(set(e.seed_scores) == {"0", "1"} for e in evaluations)
+        for e in evaluations:  # the mean over the two seeds
+            assert e.scores["temporal"] == pytest.approx(sum(s["temporal"] for s in e.seed_scores.values()) / 2)
+            rendered.add(e.prompt)
+        seeds = [c.args["seed"] for c in store.tool_calls(run_id, row.prompt_id) if c.tool == "generate_video"]
+        assert sorted(set(seeds)) == [0, 1]
+    assert len(generated) == 2 * len(rendered)  # every candidate on both seeds, each video made once
+
+
 def test_unreadable_prompt_file(tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_bytes(b"a dog\n\xff\n")

@@ -39,3 +39,13 @@ def test_unscored_candidates_are_ignored_and_unmet_thresholds_listed():
     best = ev(0, 1, flow=0.4, temporal=0.9)
     assert select_best([failed, best]) is best
     assert unmet(best, {"flow": 0.5, "temporal": 0.5, "clip": 0.3}) == {"flow": 0.4, "clip": 0.0}
+
+
+def test_with_several_seeds_each_seed_ranks_so_one_lucky_seed_does_not_win():
+    lucky = Evaluation(iteration=0, index=0, prompt="lucky", scores={"flow": 0.6},
+                       seed_scores={"0": {"flow": 0.99}, "1": {"flow": 0.4}, "2": {"flow": 0.41}})  # fmt: skip
+    steady = Evaluation(iteration=1, index=0, prompt="steady", scores={"flow": 0.55},
+                        seed_scores={"0": {"flow": 0.55}, "1": {"flow": 0.55}, "2": {"flow": 0.55}})  # fmt: skip
+    assert lucky.scores["flow"] > steady.scores["flow"]  # the mean alone would pick the lucky seed's prompt
+    assert mean_ranks([lucky, steady]) == [pytest.approx(5 / 3), pytest.approx(4 / 3)]
+    assert select_best([lucky, steady]).prompt == "steady"

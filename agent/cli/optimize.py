@@ -84,6 +84,10 @@ def optimize_cmd(
     clip: Annotated[Path | None, typer.Option(help="The clip critic's local CLIP model folder.")] = None,
     seed: SeedOpt = None,
     video_seed: Annotated[int, typer.Option(help="Seed of every video, so candidates differ only in prompt.")] = 0,
+    seeds: Annotated[
+        int,
+        typer.Option(help="Noise seeds per candidate (--video-seed, +1, ...); ranked on each.", min=1, max=16),
+    ] = 1,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out where it stopped.")] = False,
     ray: Annotated[
         str | None,
@@ -123,9 +127,12 @@ def optimize_cmd(
     names = [c.strip() for c in critics.split(",") if c.strip()]
     if unknown := [c for c in names if c not in CRITIC_NAMES]:
         raise RapoError(f"--critics: unknown critic(s) {', '.join(unknown)}; choose from {', '.join(CRITIC_NAMES)}")
+    if max_videos < seeds:
+        raise RapoError(f"--max-videos {max_videos} is less than --seeds {seeds}: no candidate could be rendered")
     config = SSPOConfig(
         max_iters=max_iters, candidates=candidates, max_videos=max_videos, max_seconds=max_seconds,
         thresholds=_thresholds(threshold, names), seed=settings.seed if seed is None else seed, video_seed=video_seed,
+        seeds=seeds,
         params=GenerationParams(num_frames=frames, height=height, width=width, num_inference_steps=steps,
                                 guidance_scale=guidance),
     )  # fmt: skip

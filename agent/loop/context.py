@@ -26,6 +26,19 @@ class SSPOConfig(BaseModel):
     )
     seed: int = Field(0, description="Seed of the LLM steps.")
     video_seed: int = Field(0, description="Seed of every video of a prompt, so candidates differ only in prompt.")
+    seeds: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Noise seeds per candidate (video_seed, video_seed + 1, ...); selection ranks "
+        "the candidates on each seed, so the best prompt is not fitted to one seed's noise.",
+    )
+
+    @property
+    def video_seeds(self) -> list[int]:
+        """The noise seeds every candidate is rendered with."""
+        return [self.video_seed + i for i in range(self.seeds)]
+
     params: GenerationParams = Field(default_factory=GenerationParams)
 
 

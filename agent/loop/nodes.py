@@ -77,12 +77,14 @@ def generate(state: SSPOState, runtime: Runtime[Context]) -> dict:
     """Render the round's candidates, within the video budget; the cache makes a re-run free."""
     ctx = runtime.context
     room = max(0, ctx.config.max_videos - state.videos_made)
+    seeds = ctx.config.video_seeds
     videos, calls = [], []
-    for index, prompt in enumerate(state.candidates[:room]):
-        args = {"prompt": prompt, "seed": ctx.config.video_seed}
-        result, call = call_tool(ctx, "generate_video", args, GeneratedVideo)
-        calls.append(call)
-        videos.append(RoundVideo(index=index, prompt=prompt, video=result, error=None if result else call.summary))
+    for index, prompt in enumerate(state.candidates[: room // len(seeds)]):  # a candidate gets all its seeds or none
+        for seed in seeds:
+            result, call = call_tool(ctx, "generate_video", {"prompt": prompt, "seed": seed}, GeneratedVideo)
+            calls.append(call)
+            error = None if result else call.summary
+            videos.append(RoundVideo(index=index, prompt=prompt, seed=seed, video=result, error=error))
     return {"videos": videos, "videos_made": state.videos_made + len(videos), "tool_calls": calls}
 
 
@@ -91,22 +93,40 @@ def critique(state: SSPOState, runtime: Runtime[Context]) -> dict:
 
     The paper's M(rho_u, v), as VBench and T2V-CompBench judge: a candidate that invents details is not rewarded
     for showing them. The candidate's own text stays in its `Evaluation`; the tool call records what was judged.
+    With several noise seeds a candidate's score per critic is the mean over its seeds, its feedback the worst
+    seed's, and `seed_scores` keeps each seed's scores for selection.
     """
     ctx = runtime.context
     evaluations, calls = [], []
+    by_candidate: dict[int, list[RoundVideo]] = {}
     for item in state.videos:
-        video = item.video
-        evaluation = Evaluation(iteration=state.iteration, index=item.index, prompt=item.prompt, error=item.error)
-        if video:
-            evaluation.video = str(video.path.relative_to(ctx.run_dir))
-            evaluation.video_key = video.key
+        by_candidate.setdefault(item.index, []).append(item)
+    for index, items in by_candidate.items():
+        rendered = [item for item in items if item.video]
+        evaluation = Evaluation(
+            iteration=state.iteration, index=index, prompt=items[0].prompt,
+            error=None if rendered else items[0].error,
+        )  # fmt: skip
+        verdicts: dict[str, list[tuple[int, CriticResult]]] = {}
+        for item in rendered:
             for name in ctx.critics:
-                args = {"video": str(video.path), "prompt": state.input} | ({"meta": state.meta} if state.meta else {})
+                args = {"video": str(item.video.path), "prompt": state.input} | (
+                    {"meta": state.meta} if state.meta else {}
+                )
                 result, call = call_tool(ctx, f"critic_{name}", args, CriticResult)
                 calls.append(call)
                 if result:
-                    evaluation.scores[name] = result.score
-                    evaluation.feedback[name] = result.feedback
+                    verdicts.setdefault(name, []).append((item.seed, result))
+        if rendered:
+            evaluation.video = str(rendered[0].video.path.relative_to(ctx.run_dir))
+            evaluation.video_key = rendered[0].video.key
+        for name, results in verdicts.items():
+            evaluation.scores[name] = sum(r.score for _, r in results) / len(results)
+            seed, worst = min(results, key=lambda sr: sr[1].score)  # the seed that went worst says most
+            evaluation.feedback[name] = worst.feedback if len(items) == 1 else f"(seed {seed}) {worst.feedback}"
+            if len(items) > 1:
+                for seed, result in results:
+                    evaluation.seed_scores.setdefault(str(seed), {})[name] = result.score
         evaluations.append(evaluation)
     return {"evaluated": evaluations, "tool_calls": calls}
 

@@ -6,20 +6,25 @@ from agent.loop.state import Evaluation
 
 
 def mean_ranks(evaluations: list[Evaluation]) -> list[float]:
-    """Each evaluation's mean rank over the metrics (1 is best), averaging the ranks of ties.
+    """Each evaluation's mean rank over the metrics (1 is best), and over the noise seeds, averaging tied ranks.
 
-    Only evaluations with scores take part; a metric missing from an evaluation ranks it last for
-    that metric.
+    With several seeds (`seed_scores`) the candidates are ranked on each (metric, seed) pair, so a prompt that
+    won on one seed's noise does not win on that alone. A metric (or seed) missing from an evaluation ranks it last
+    there.
     """
-    metrics = sorted({m for e in evaluations for m in e.scores})
+    columns = sorted({(m, s) for e in evaluations for s, scores in _by_seed(e).items() for m in scores})
     totals = [0.0] * len(evaluations)
-    for metric in metrics:
-        values = [e.scores.get(metric, float("-inf")) for e in evaluations]
+    for metric, seed in columns:
+        values = [_by_seed(e).get(seed, {}).get(metric, float("-inf")) for e in evaluations]
         for i, value in enumerate(values):
             better = sum(v > value for v in values)
             ties = sum(v == value for v in values)
             totals[i] += better + (ties + 1) / 2  # the average of the tied positions
-    return [t / len(metrics) if metrics else 0.0 for t in totals]
+    return [t / len(columns) if columns else 0.0 for t in totals]
+
+
+def _by_seed(evaluation: Evaluation) -> dict[str, dict[str, float]]:
+    return evaluation.seed_scores or {"": evaluation.scores}
 
 
 def select_best(evaluations: list[Evaluation]) -> Evaluation | None:

@@ -28,6 +28,7 @@ class RoundVideo(BaseModel):
 
     index: int = Field(description="Position of the candidate within its round.")
     prompt: str
+    seed: int = Field(0, description="The noise seed the video was rendered with.")
     video: GeneratedVideo | None = None
     error: str | None = None
 
@@ -40,7 +41,12 @@ class Evaluation(BaseModel):
     prompt: str
     video: str | None = Field(None, description="The mp4, relative to the run dir; None if generation failed.")
     video_key: str | None = None
-    scores: dict[str, float] = Field(default_factory=dict, description="Critic name -> score in [0, 1].")
+    scores: dict[str, float] = Field(
+        default_factory=dict, description="Critic name -> score in [0, 1]; the mean over the seeds with `--seeds`."
+    )
+    seed_scores: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Noise seed -> critic name -> score, when rendered on several seeds."
+    )
     feedback: dict[str, str] = Field(default_factory=dict, description="Critic name -> feedback text.")
     error: str | None = Field(None, description="Why this candidate has no scores, if it has none.")
 

@@ -59,6 +59,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "prompt metadata from the prompt file (a benchmark's physical law, dimension, category)",
         ["ALTER TABLE prompts ADD COLUMN meta TEXT NOT NULL DEFAULT '{}'"],
     ),
+    (
+        4,
+        "each candidate's scores per noise seed (--seeds)",
+        ["ALTER TABLE evaluations ADD COLUMN seed_scores TEXT NOT NULL DEFAULT '{}'"],
+    ),
 ]
 LATEST = MIGRATIONS[-1][0]
 

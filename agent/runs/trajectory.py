@@ -104,7 +104,7 @@ class TrajectoryStore:
         """Upsert evaluated candidates and (sequence number, tool call) pairs in one transaction."""
         evaluation_rows = [
             (run_id, prompt_id, e.iteration, e.index, e.prompt, e.video, e.video_key,
-             json.dumps(e.scores), json.dumps(e.feedback), e.error)
+             json.dumps(e.scores), json.dumps(e.feedback), e.error, json.dumps(e.seed_scores))
             for e in evaluations
         ]  # fmt: skip
         call_rows = [
@@ -114,10 +114,11 @@ class TrajectoryStore:
 
         def work(cur: Cursor) -> None:
             cur.executemany(
-                "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO evaluations (run_id, prompt_id, iteration, idx, prompt, video, video_key, scores, "
+                "feedback, error, seed_scores) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (run_id, prompt_id, iteration, idx) DO UPDATE SET prompt = excluded.prompt, "
                 "video = excluded.video, video_key = excluded.video_key, scores = excluded.scores, "
-                "feedback = excluded.feedback, error = excluded.error",
+                "feedback = excluded.feedback, error = excluded.error, seed_scores = excluded.seed_scores",
                 evaluation_rows,
             )
             cur.executemany(
@@ -167,14 +168,14 @@ class TrajectoryStore:
     def evaluations(self, run_id: str, prompt_id: int) -> list[Evaluation]:
         """A prompt's evaluated candidates, by round and position."""
         rows = self._select(
-            "SELECT iteration, idx, prompt, video, video_key, scores, feedback, error FROM evaluations "
+            "SELECT iteration, idx, prompt, video, video_key, scores, feedback, error, seed_scores FROM evaluations "
             "WHERE run_id = ? AND prompt_id = ? ORDER BY iteration, idx",
             (run_id, prompt_id),
         )
         return [
             Evaluation(
                 iteration=r[0], index=r[1], prompt=r[2], video=r[3], video_key=r[4],
-                scores=json.loads(r[5]), feedback=json.loads(r[6]), error=r[7],
+                scores=json.loads(r[5]), feedback=json.loads(r[6]), error=r[7], seed_scores=json.loads(r[8]),
             )
             for r in rows
         ]  # fmt: skip
