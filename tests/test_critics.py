@@ -366,3 +366,16 @@ def test_registry():
         make_critic("optical")
     with pytest.raises(ValueError, match="bad options"):
         make_critic("imaging", colour=True)
+
+
+def test_vlm_compare_sends_both_videos_and_reads_the_winner(fake_vlm):
+    fake_vlm.reply = "Winner: B\nReason: Video B shows two red cars by the building; A shows one."
+    a, b = Video(still(texture(48, 64), 5), fps=8.0), Video(translating(48, 64, 8, dx=1.0), fps=8.0)
+    assert judge(fake_vlm).compare(a, b, PROMPT) == ("B", "Video B shows two red cars by the building; A shows one.")
+    parts = fake_vlm.requests[0]["messages"][-1]["content"]
+    assert [p["text"] for p in parts if p["type"] == "text"] == [f"Prompt: {PROMPT}", "Video A:", "Video B:"]
+    assert sum(p["type"] == "image_url" for p in parts) == 6  # 3 frames of each
+    assert "Winner: A or B" in fake_vlm.requests[0]["messages"][0]["content"]
+    fake_vlm.reply = "Both look similar to me."
+    with pytest.raises(ServiceError, match="named no winner"):
+        judge(fake_vlm).compare(a, b, PROMPT)

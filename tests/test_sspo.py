@@ -92,6 +92,59 @@ def test_prompt_metadata_reaches_the_physics_critic_and_the_reviser(context):
     )
 
 
+def test_tournament_overrules_the_mean_rank_only_when_the_judge_agrees_in_both_orders(context):
+    import json
+    from pathlib import Path
+
+    from langchain_core.tools import StructuredTool
+
+    from agent.loop.selection import rank_order
+    from tools.lc_tools import CompareArgs
+
+    ctx = context(SSPOConfig(max_iters=2, candidates=2))
+    state = SSPOState.model_validate(run(ctx))
+    ranked = []
+    for e in rank_order(state.evaluated):
+        if e.video and e.prompt not in ranked:
+            ranked.append(e.prompt)
+    assert len(ranked) >= 4
+    underdog = ranked[3]  # last of the four in the tournament
+
+    def judged(prefers):
+        def compare(video_a: str, video_b: str, prompt: str) -> dict:
+            a, b = (json.loads(Path(v).with_suffix(".json").read_text())["prompt"] for v in (video_a, video_b))
+            asked.append((a, b, prompt))
+            return {"winner": prefers(a, b), "reason": "scripted"}
+
+        return StructuredTool.from_function(func=compare, name="compare_videos", args_schema=CompareArgs)
+
+    ctx.config = ctx.config.model_copy(update={"select": "tournament"})
+    asked = []
+    ctx.tools["compare_videos"] = judged(lambda a, b: "A" if a == underdog else "B" if b == underdog else "A")
+    update = nodes.finalize(state, SimpleNamespace(context=ctx))
+    assert update["best"].prompt == underdog
+    assert len(update["tool_calls"]) == len(asked) == 6  # two semi-finals and a final, each in both orders
+    assert {p for _, _, p in asked} == {"a dog running on the beach"}  # judged against the user's prompt
+    assert {(a, b) for a, b, _ in asked[:2]} == {(ranked[0], underdog), (underdog, ranked[0])}
+    # A judge that always answers "A" splits every pair: the mean-rank order stands
+    ctx.tools["compare_videos"] = judged(lambda a, b: "A")
+    assert nodes.finalize(state, SimpleNamespace(context=ctx))["best"].prompt == ranked[0]
+
+
+def test_build_context_wires_the_tournament_judge_only_with_a_vlm(tmp_path, embedder):
+    from agent.runs.run_spec import RunSpec, build_context
+    from rapo_common import RapoError
+
+    stage1 = Stage1(GraphLookup(open_store(build_small_graph(tmp_path / "g.sqlite", embedder)), embedder),
+                    ScriptedLLM(ANSWERS), Stage1Settings())  # fmt: skip
+    spec = RunSpec(generator="tiny-wan", critics=["temporal"], config=SSPOConfig(select="tournament"), run_dir=tmp_path,
+                   critic_options={"vlm": {"base_url": "http://127.0.0.1:9/v1", "model": "judge"}})  # fmt: skip
+    assert "compare_videos" in build_context(spec, stage1=stage1).tools  # the judge connects on first use
+    with pytest.raises(RapoError, match="--select tournament"):
+        build_context(spec.model_copy(update={"critic_options": {}}), stage1=stage1)
+    assert "compare_videos" not in build_context(spec.model_copy(update={"config": SSPOConfig()}), stage1=stage1).tools
+
+
 def test_router_refuses_an_undecided_state():
     with pytest.raises(ValueError, match="next_action=None"):
         after_decide(SSPOState(input="x"))

@@ -25,6 +25,9 @@ class ScriptedLLM:
     def load(self):
         pass
 
+    def plain(self):
+        return self
+
     def generate(self, messages, seed, decoding):
         system = messages[0]["content"]
         self.requests.append(messages)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
@@ -18,6 +18,9 @@ from tools.generator import GenerationParams, VideoGenerator
 from tools.retrieval import GraphLookup
 from tools.stage1 import Stage1
 from tools.video import Video, read_video
+
+if TYPE_CHECKING:
+    from tools.critics.vlm_judge import VlmJudge
 
 
 class LookupArgs(BaseModel):
@@ -52,6 +55,21 @@ class CritiqueArgs(BaseModel):
     meta: dict[str, Any] = Field(
         default_factory=dict, description="What the prompt file says about the prompt (e.g. physical_laws)."
     )
+
+
+class CompareArgs(BaseModel):
+    """Arguments of `compare_videos`."""
+
+    video_a: str = Field(description="Path of the first mp4.")
+    video_b: str = Field(description="Path of the second mp4.")
+    prompt: str = Field(description="The user's prompt, which both videos are judged against.")
+
+
+class Comparison(BaseModel):
+    """The verdict of `compare_videos`."""
+
+    winner: Literal["A", "B"]
+    reason: str = ""
 
 
 def graph_lookup_tool(lookup: GraphLookup) -> StructuredTool:
@@ -91,6 +109,23 @@ def generate_video_tool(generator: VideoGenerator, params: GenerationParams, out
 def _decoded(path: str, mtime: float) -> Video:
     """Decode each video once for all the critics that score it in a row."""
     return read_video(Path(path))
+
+
+def compare_videos_tool(judge: VlmJudge) -> StructuredTool:
+    """`compare_videos`: which of two videos matches the prompt better, by the VLM judge (tournament selection)."""
+
+    def compare(video_a: str, video_b: str, prompt: str) -> dict:
+        a, b = (read_video(Path(v)) for v in (video_a, video_b))
+        winner, reason = judge.compare(a, b, prompt)
+        return Comparison(winner=winner, reason=reason).model_dump()
+
+    return StructuredTool.from_function(
+        func=compare,
+        name="compare_videos",
+        description="Show frames of two videos to the VLM judge and ask which matches the prompt better. Returns "
+        "the winner, 'A' or 'B', and the judge's reason.",
+        args_schema=CompareArgs,
+    )
 
 
 def critic_tool(critic: Critic) -> StructuredTool:

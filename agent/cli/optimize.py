@@ -84,6 +84,9 @@ def optimize_cmd(
     clip: Annotated[Path | None, typer.Option(help="The clip critic's local CLIP model folder.")] = None,
     seed: SeedOpt = None,
     video_seed: Annotated[int, typer.Option(help="Seed of every video, so candidates differ only in prompt.")] = 0,
+    select: Annotated[
+        str, typer.Option(help="rank (lowest mean rank) or tournament (the --vlm judge compares the best pairwise).")
+    ] = "rank",
     seeds: Annotated[
         int,
         typer.Option(help="Noise seeds per candidate (--video-seed, +1, ...); ranked on each.", min=1, max=16),
@@ -127,12 +130,14 @@ def optimize_cmd(
     names = [c.strip() for c in critics.split(",") if c.strip()]
     if unknown := [c for c in names if c not in CRITIC_NAMES]:
         raise RapoError(f"--critics: unknown critic(s) {', '.join(unknown)}; choose from {', '.join(CRITIC_NAMES)}")
+    if select not in ("rank", "tournament"):
+        raise RapoError(f"--select {select!r}: choose rank or tournament")
     if max_videos < seeds:
         raise RapoError(f"--max-videos {max_videos} is less than --seeds {seeds}: no candidate could be rendered")
     config = SSPOConfig(
         max_iters=max_iters, candidates=candidates, max_videos=max_videos, max_seconds=max_seconds,
         thresholds=_thresholds(threshold, names), seed=settings.seed if seed is None else seed, video_seed=video_seed,
-        seeds=seeds,
+        seeds=seeds, select=select,
         params=GenerationParams(num_frames=frames, height=height, width=width, num_inference_steps=steps,
                                 guidance_scale=guidance),
     )  # fmt: skip
@@ -143,7 +148,10 @@ def optimize_cmd(
         adapter=str(adapter) if adapter else None,
         stage1=Stage1Settings(target=check_target(target or settings.target), both_branches=True),
         run_dir=out, store=store, controller=controller,
-        critic_options={name: _critic_options(name, vlm or settings.vlm, clip, llm or settings.llm) for name in names},
+        critic_options={
+            name: _critic_options(name, vlm or settings.vlm, clip, llm or settings.llm)
+            for name in [*names, *(["vlm"] if select == "tournament" and "vlm" not in names else [])]
+        },
     )  # fmt: skip
     video_generator = VideoGenerator(generator, cpu_offload=cpu_offload, vae_tiling=vae_tiling)
     ctx = build_context(spec, generator=video_generator, embedder=embedder)  # loads no model; Ray workers their own
@@ -182,7 +190,10 @@ def _critic_options(name: str, vlm: str | None, clip: Path | None, llm: str | No
         return {"judge": judge} if judge else {}
     if name == "vlm":
         if not vlm:
-            raise RapoError("--critics vlm needs --vlm openai:http://HOST:PORT/v1[#MODEL] (or $RAPO_VLM)")
+            raise RapoError(
+                "the VLM judge (--critics vlm, --select tournament) needs --vlm openai:http://HOST:PORT/v1[#MODEL]"
+                " (or $RAPO_VLM)"
+            )
         from tools.llm_openai import OpenAILLM
 
         judge = OpenAILLM(vlm)  # checks now that the server answers and serves the model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
@@ -40,6 +40,12 @@ class SSPOConfig(BaseModel):
         return [self.video_seed + i for i in range(self.seeds)]
 
     params: GenerationParams = Field(default_factory=GenerationParams)
+    select: Literal["rank", "tournament"] = Field(
+        "rank",
+        description="How the best is chosen when the loop stops: the lowest mean rank, or a knockout "
+        "tournament of the best-ranked candidates judged pairwise by the VLM (both orders).",
+    )
+    tournament_size: int = Field(4, ge=2, le=16, description="Candidates (best by mean rank) in the tournament.")
 
 
 class Controller(Protocol):

@@ -11,10 +11,11 @@ from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
 from agent.loop.context import Context
-from agent.loop.selection import select_best, unmet
+from agent.loop.selection import rank_order, select_best, unmet
 from agent.loop.state import Evaluation, RoundVideo, SSPOState, ToolCall
 from tools.critics.base import CriticResult
 from tools.generator import GeneratedVideo
+from tools.lc_tools import Comparison
 from tools.revise import Attempt
 from tools.stage1 import Stage1Result
 
@@ -183,5 +184,44 @@ def revise(state: SSPOState, runtime: Runtime[Context]) -> dict:
 
 
 def finalize(state: SSPOState, runtime: Runtime[Context]) -> dict:
-    """Keep the best candidate of every round by mean rank, not the last."""
-    return {"best": select_best(state.evaluated), "stop_reason": state.stop_reason or "stopped"}
+    """Keep the best candidate of every round, not the last: by mean rank, or by a VLM tournament."""
+    ctx = runtime.context
+    update: dict = {"best": select_best(state.evaluated), "stop_reason": state.stop_reason or "stopped"}
+    if ctx.config.select == "tournament" and "compare_videos" in ctx.tools:
+        update["best"], update["tool_calls"] = _tournament(state, ctx)
+    return update
+
+
+def _tournament(state: SSPOState, ctx: Context) -> tuple[Evaluation | None, list[ToolCall]]:
+    """A knockout of the best-ranked distinct prompts with videos, the best against the last.
+
+    The VLM judges each pair in both orders (against its position bias); only two votes for the lower-ranked one
+    send it through, so a split or failed verdict keeps the mean-rank order.
+    """
+    entrants: list[Evaluation] = []
+    for e in rank_order(state.evaluated):
+        if e.video and e.prompt not in {x.prompt for x in entrants}:
+            entrants.append(e)
+    entrants = entrants[: ctx.config.tournament_size]
+    calls: list[ToolCall] = []
+    while len(entrants) > 1:
+        winners = []
+        for i in range((len(entrants) + 1) // 2):
+            first, second = entrants[i], entrants[len(entrants) - 1 - i]
+            if first is second:  # a bye for the middle one of an odd round
+                winners.append(first)
+                continue
+            votes = []
+            for a, b in ((first, second), (second, first)):
+                args = {
+                    "video_a": str(ctx.run_dir / a.video),
+                    "video_b": str(ctx.run_dir / b.video),
+                    "prompt": state.input,
+                }
+                result, call = call_tool(ctx, "compare_videos", args, Comparison)
+                calls.append(call)
+                if result:
+                    votes.append(a if result.winner == "A" else b)
+            winners.append(second if len(votes) == 2 and all(v is second for v in votes) else first)
+        entrants = winners  # still in rank order: the better-ranked side of each pair comes first
+    return (entrants[0] if entrants else select_best(state.evaluated)), calls

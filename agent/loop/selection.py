@@ -32,12 +32,16 @@ def select_best(evaluations: list[Evaluation]) -> Evaluation | None:
 
     Ties go to the higher fused score, then to the earlier candidate.
     """
+    ranked = rank_order(evaluations)
+    return ranked[0] if ranked else None
+
+
+def rank_order(evaluations: list[Evaluation]) -> list[Evaluation]:
+    """The scored evaluations, best first: by mean rank, then fused score, then the earlier candidate."""
     scored = [e for e in evaluations if e.scores]
-    if not scored:
-        return None
     ranks = mean_ranks(scored)
     order = sorted(range(len(scored)), key=lambda i: (ranks[i], -scored[i].fused, scored[i].iteration, scored[i].index))
-    return scored[order[0]]
+    return [scored[i] for i in order]
 
 
 def unmet(evaluation: Evaluation, thresholds: dict[str, float]) -> dict[str, float]:

@@ -20,7 +20,13 @@ from graph_db.neo4j_config import is_server_url
 from rapo_common import RapoError
 from tools.critics.registry import make_critic
 from tools.generator import VideoGenerator
-from tools.lc_tools import critic_tool, generate_video_tool, graph_lookup_tool, refine_prompt_tool
+from tools.lc_tools import (
+    compare_videos_tool,
+    critic_tool,
+    generate_video_tool,
+    graph_lookup_tool,
+    refine_prompt_tool,
+)
 from tools.profiles import profile
 from tools.revise import PromptReviser
 from tools.stage1 import Stage1, Stage1Settings
@@ -90,6 +96,10 @@ def build_context(
         critic_tools = [critic_tool(make_critic(n, **spec.critic_options.get(n, {}))) for n in spec.critics]
     if generator is None:
         critic_tools = []
+    elif spec.config.select == "tournament":
+        if "vlm" not in spec.critic_options:
+            raise RapoError("--select tournament needs the VLM judge: --vlm openai:http://HOST:PORT/v1[#MODEL]")
+        critic_tools = [*critic_tools, compare_videos_tool(make_critic("vlm", **spec.critic_options["vlm"]))]
     tools = [
         refine_prompt_tool(stage1),
         graph_lookup_tool(stage1.lookup),

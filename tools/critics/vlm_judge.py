@@ -20,6 +20,9 @@ from tools.critics.questions import derive_questions
 from tools.video import Video
 
 TEMPLATE = "vlm_judge"
+COMPARE_TEMPLATE = "vlm_compare"
+_WINNER = re.compile(r"winner\s*[:=]?\s*(?:video\s*)?\b([AB])\b", re.IGNORECASE)
+_REASON = re.compile(r"reason\s*[:=]\s*(.+)", re.IGNORECASE)
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 _SCORE = re.compile(r"\b([1-5](?:\.\d+)?|one|two|three|four|five)\b(?:\s*/\s*5)?", re.IGNORECASE)
@@ -146,6 +149,31 @@ class VlmJudge:
             feedback=_feedback(questions, verdict, unparsed),
             seconds=time.perf_counter() - start,
         )
+
+    def compare(self, video_a: Video, video_b: Video, prompt: str) -> tuple[str, str]:
+        """Which of two videos matches `prompt` better: ("A" or "B", the judge's reason).
+
+        Frames of A, then of B, go with the `vlm_compare` template. A reply that names no winner raises
+        ServiceError: the caller keeps its own order rather than an invented verdict.
+        """
+        if not prompt.strip():
+            raise ValueError("`prompt` must not be empty")
+        template = load_template(COMPARE_TEMPLATE)
+        parts = []
+        for label, video in (("A", video_a), ("B", video_b)):
+            index = np.unique(np.linspace(0, len(video.frames) - 1, self.num_frames).round().astype(int))
+            parts.append({"type": "text", "text": f"Video {label}:"})
+            parts += [
+                {"type": "image_url", "image_url": {"url": _data_url(video.frames[i], self.max_side)}} for i in index
+            ]
+        messages = template.messages(prompt=prompt.strip(), num_frames=str(self.num_frames))
+        messages[-1] = {"role": "user", "content": [{"type": "text", "text": messages[-1]["content"]}, *parts]}
+        reply = self._ask(messages)
+        found = _WINNER.search(reply)
+        if not found:
+            raise ServiceError(f"VLM judge at {self.base_url} named no winner; reply began {reply[:120]!r}")
+        reason = _REASON.search(reply)
+        return found[1].upper(), reason[1].strip().splitlines()[0] if reason else ""
 
     def _ask(self, messages: list[dict]) -> str:
         import openai
