@@ -71,6 +71,10 @@ EXAMPLES: dict[str, str | None] = {
     "rapo finetune train --data data/mine --out adapters/mine --steps 200": None,
     "rapo finetune eval --adapter adapters/mine --data data/mine": None,
     'rapo refine --adapter adapters/mine "a red car at night"': None,
+    "rapo finetune discriminator --runs runs/wan --out discriminators/wan": (
+        "needs round 0 of a run whose Stage 1 wrote both branches (tests/test_discriminator.py trains from one)"
+    ),
+    'rapo refine --discriminator discriminators/wan "a red car at night"': "needs the discriminator above",
     'rapo refine --llm openai:http://127.0.0.1:18000/v1 "a red car at night"': NEEDS_VLLM,
     "rapo refine --llm openai:http://127.0.0.1:18000/v1#SmolLM2-135M-Instruct --adapter mine --file p.txt "
     "-o out.jsonl": NEEDS_VLLM,

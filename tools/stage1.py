@@ -15,8 +15,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from prompts.loader import load_template
-from rapo_common import PromptError
+from rapo_common import ModelError, PromptError
 from tools import distill, guards
+from tools.discriminator import SCALARS, LearnedDiscriminator, features, hand_score, length_fit
 from tools.llm import ChatLLM, Decoding
 from tools.profiles import DEFAULT_TARGET, TargetName, TargetProfile, profile
 from tools.retrieval import GraphLookup, Modifier, Retrieval
@@ -112,10 +113,17 @@ class Stage1Result(BaseModel):
 class Stage1:
     """The Stage 1 pipeline over a graph lookup and an LLM; both load lazily and once."""
 
-    def __init__(self, lookup: GraphLookup, llm: ChatLLM, settings: Stage1Settings | None = None) -> None:
+    def __init__(
+        self,
+        lookup: GraphLookup,
+        llm: ChatLLM,
+        settings: Stage1Settings | None = None,
+        discriminator: LearnedDiscriminator | None = None,
+    ) -> None:
         self.lookup = lookup
         self.llm = llm
         self.settings = settings or Stage1Settings()
+        self.discriminator = discriminator  # None: the hand formula
         meta = lookup.store.meta()
         mean = meta.caption_words_mean
         self.target_words = int(min(60, max(20, mean))) if mean else 25
@@ -132,6 +140,7 @@ class Stage1:
             "graph": {"location": self.lookup.store.location, "captions": meta.captions, "sources": len(meta.sources)},
             "templates": [load_template(n).id for n in self._templates()],
             "target": self.settings.target,
+            "discriminator": self.discriminator.location if self.discriminator else "hand formula",
         }
 
     def _templates(self) -> tuple[str, ...]:
@@ -194,7 +203,7 @@ class Stage1:
             input=prompt,
             prompt=best.text,
             branch=best.branch,
-            why=_explain(best, candidates, self._target_words()),
+            why=_explain(best, candidates, self._target_words(), self.discriminator),
             candidates=candidates,
             modifiers=retrieval.modifiers,
             merged=[m.text for m in chosen],
@@ -341,16 +350,23 @@ class Stage1:
         return None
 
     def _score(self, prompt: str, added: str, entries: list[tuple[str, str, str]]) -> list[Candidate]:
-        """Score candidates: meaning kept (cosine to the prompt), caption-like length, modifiers present."""
+        """Score candidates with the learned discriminator, else the hand formula (`tools/discriminator.py`)."""
         vectors = self.lookup.embedder.encode([prompt] + [text for _, text, _ in entries])  # (1 + C, dim)
         similarities = vectors[1:] @ vectors[0]  # (C,)
+        if self.discriminator and len(self.discriminator.weights) != len(SCALARS) + vectors.shape[1]:
+            raise ModelError(
+                f"--discriminator {self.discriminator.location}: trained on {self.discriminator.embedder} features "
+                f"of another size than {self.lookup.embedder.model_id}'s"
+            )
         candidates = []
-        for (branch, text, step), similarity in zip(entries, similarities.tolist(), strict=True):
+        for (branch, text, step), vector, similarity in zip(entries, vectors[1:], similarities.tolist(), strict=True):
             words = len(text.split())
             target = self._target_words()
-            length_fit = min(words, target) / max(words, target)
+            fit = length_fit(words, target)
             coverage = guards.faithfulness(added, text) if added else 0.0
-            score = similarity + 0.5 * length_fit + 0.25 * coverage
+            score = hand_score(similarity, fit, coverage)
+            if self.discriminator:
+                score = self.discriminator.score(features(vectors[0], vector, words, target, branch))
             candidates.append(
                 Candidate(
                     branch=branch,
@@ -358,7 +374,7 @@ class Stage1:
                     step=step,
                     score=round(score, 4),
                     similarity=round(similarity, 4),
-                    length_fit=round(length_fit, 4),
+                    length_fit=round(fit, 4),
                     coverage=round(coverage, 4),
                 )
             )
@@ -391,7 +407,15 @@ def _pick_modifiers(
     return [ranked[i] for i in picked[: max(limit, pinned)]]
 
 
-def _explain(best: Candidate, candidates: list[Candidate], target: int) -> str:
+def _explain(
+    best: Candidate, candidates: list[Candidate], target: int, discriminator: LearnedDiscriminator | None
+) -> str:
+    if discriminator:
+        parts = [
+            f"{c.branch} ({c.step}, {len(c.text.split())} words, similarity {c.similarity:.2f}): {c.score:.2f}"
+            for c in candidates
+        ]
+        return f"chose {best.branch} by the learned discriminator in {discriminator.location}: " + "; ".join(parts)
     parts = [
         f"{c.branch} ({c.step}): similarity {c.similarity:.2f} + 0.5 x length fit {c.length_fit:.2f} "
         f"({len(c.text.split())} words, target {target}) + 0.25 x modifiers kept {c.coverage:.2f} = {c.score:.2f}"

@@ -127,6 +127,38 @@ def eval_cmd(
     stdout.print(eval_table(result))
 
 
+@finetune_app.command("discriminator")
+def discriminator_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write discriminator.json to.")],
+    runs: Annotated[list[Path], typer.Option("--runs", help="Run dirs from `rapo optimize`; repeatable.")],
+    val_fraction: Annotated[float, typer.Option(help="Share of prompts held out.", min=0.0, max=0.9)] = 0.2,
+    l2: Annotated[float, typer.Option(help="L2 penalty on the weights.", min=0.0)] = 0.01,
+    seed: Annotated[int, typer.Option(help="Seed of the train/val split.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Learn Stage 1's discriminator from SSPO round 0 (both branches rendered, the critics' verdict).
+
+    Examples:
+      rapo finetune discriminator --runs runs/wan --out discriminators/wan
+      rapo refine --discriminator discriminators/wan "a dog running on the beach"
+    """
+    from finetune.discriminator import train_discriminator
+
+    report = train_discriminator(runs, out, val_fraction=val_fraction, l2=l2, seed=seed)
+    if as_json:
+        stdout.print_json(report.model_dump_json())
+        return
+
+    def pct(value: float | None) -> str:
+        return "n/a (no val pairs)" if value is None else f"{value:.1%}"
+
+    stdout.print(
+        f"{out}: {report.pairs} pairs ({report.train} train, {report.val} val; skipped {report.skipped}); "
+        f"held-out accuracy {pct(report.val_accuracy)}, hand formula {pct(report.hand_val_accuracy)}",
+        markup=False,
+    )
+
+
 def _base(base: str | None) -> str | None:
     """`--base`, else `$RAPO_LLM` when it names a local folder (a served model is not trained here), else None."""
     env = Settings().llm

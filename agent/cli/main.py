@@ -12,7 +12,7 @@ from agent.cli.chat import chat_cmd
 from agent.cli.finetune import finetune_app
 from agent.cli.graph import graph_app
 from agent.cli.optimize import optimize_cmd, ray_flag_value, runs_app
-from agent.cli.options import AdapterOpt, GraphOpt, LlmOpt, SeedOpt, TargetOpt
+from agent.cli.options import AdapterOpt, DiscriminatorOpt, GraphOpt, LlmOpt, SeedOpt, TargetOpt
 from agent.cli.ui import ui_cmd
 from agent.runs.refine import check_target, read_prompts, refine_file, stage1_pipeline
 from agent.runs.run_spec import open_graph
@@ -49,6 +49,7 @@ def refine(
     threshold: Annotated[float, typer.Option(help="Minimum modifier-prompt cosine similarity.")] = 0.5,
     max_modifiers: Annotated[int, typer.Option(help="Modifiers to merge, at most one per kind.", min=0)] = 3,
     target: TargetOpt = None,
+    discriminator: DiscriminatorOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as one JSON object.")] = False,
 ) -> None:
     """Optimise a prompt with Stage 1 (retrieval, merge, refactor, discriminator).
@@ -71,7 +72,9 @@ def refine(
     stage1 = Stage1Settings(
         top_k=top_k, threshold=threshold, max_modifiers=max_modifiers, target=check_target(target or settings.target)
     )
-    pipeline = stage1_pipeline(open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, stage1, adapter)
+    pipeline = stage1_pipeline(
+        open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, stage1, adapter, discriminator
+    )
     seed = settings.seed if seed is None else seed
     if prompts is None:
         result = pipeline.run(prompt, seed)

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from agent.cli.options import AdapterOpt, GraphOpt, JsonOpt, LlmOpt, SeedOpt, TargetOpt
+from agent.cli.options import AdapterOpt, DiscriminatorOpt, GraphOpt, JsonOpt, LlmOpt, SeedOpt, TargetOpt
 from agent.runs.run_spec import open_graph
 from agent.settings import Settings
 from rapo_common import RapoError, stderr, stdout
@@ -74,6 +74,7 @@ def optimize_cmd(
     llm: LlmOpt = None,
     adapter: AdapterOpt = None,
     target: TargetOpt = None,
+    discriminator: DiscriminatorOpt = None,
     controller: Annotated[
         str, typer.Option(help="Who decides each round: policy (SSPO's rule) or llm (the --llm server, tool calling).")
     ] = "policy",
@@ -145,7 +146,7 @@ def optimize_cmd(
     spec = RunSpec(
         generator=generator, cpu_offload=cpu_offload, vae_tiling=vae_tiling, critics=names, config=config,
         graph=str(graph_location), llm=llm or settings.llm, llm_dtype=settings.llm_dtype,
-        adapter=str(adapter) if adapter else None,
+        adapter=str(adapter) if adapter else None, discriminator=discriminator,
         stage1=Stage1Settings(target=check_target(target or settings.target), both_branches=True),
         run_dir=out, store=store, controller=controller,
         critic_options={

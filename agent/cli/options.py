@@ -40,5 +40,13 @@ TargetOpt = Annotated[
         "hunyuan (40-90), ltx (60-150) or short (8-35). Default: $RAPO_TARGET, else wan.",
     ),
 ]
+DiscriminatorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--discriminator",
+        help="A learned discriminator folder (from `rapo finetune discriminator`) to choose between Stage 1's "
+        "branches. Default: the hand formula.",
+    ),
+]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for every sampled step (default: $RAPO_SEED or 0).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

@@ -12,6 +12,7 @@ from graph_db.embeddings import Embedder
 from graph_db.store import check_embedder
 from rapo_common import RapoError, jsonl_line, progress_bar, read_lines, stderr, stdout
 from tools.adapters import DEFAULT_ADAPTER
+from tools.discriminator import LearnedDiscriminator
 from tools.llm_backends import make_llm
 from tools.profiles import TargetName, profile
 from tools.retrieval import GraphLookup
@@ -24,12 +25,15 @@ def stage1_pipeline(
     dtype: str,
     settings: Stage1Settings | None = None,
     adapter: str | Path | None = None,
+    discriminator: str | Path | None = None,
 ) -> Stage1:
     """Open the graph (a file or a Neo4j URL) and set up (not yet load) the LLM; fails fast on a bad graph or model.
 
     `adapter` is a PEFT LoRA folder (from `rapo finetune train`) or a served LoRA module's name; see
-    `resolve_adapter` for the default and for "none".
+    `resolve_adapter` for the default and for "none". `discriminator` is a folder from `rapo finetune
+    discriminator`; None keeps the hand formula.
     """
+    learned = LearnedDiscriminator.load(discriminator) if discriminator else None  # fails before anything opens
     location, embedder = graph
     store = open_store(location)
     try:
@@ -39,7 +43,10 @@ def stage1_pipeline(
         store.close()
         raise
     return Stage1(
-        GraphLookup(store, embedder), model, settings or Stage1Settings(target=check_target(Settings().target))
+        GraphLookup(store, embedder),
+        model,
+        settings or Stage1Settings(target=check_target(Settings().target)),
+        learned,
     )
 
 

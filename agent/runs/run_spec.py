@@ -44,6 +44,7 @@ class RunSpec(BaseModel):
     llm: str | None = Field(None, description="The --llm string, passed through unchanged; None: the default LLM.")
     llm_dtype: str = "auto"
     adapter: str | None = Field(None, description="--adapter as given; None means the default (agent.runs.refine).")
+    discriminator: str | None = Field(None, description="--discriminator folder; None: Stage 1's hand formula.")
     stage1: Stage1Settings = Field(
         default_factory=lambda: Stage1Settings(both_branches=True), description="Round 0 renders both branches."
     )
@@ -84,8 +85,9 @@ def build_context(
     passed is built from `spec`.
     """
     stage1 = stage1 or stage1_pipeline(
-        open_graph(spec.graph, Settings(), embedder), spec.llm, spec.llm_dtype, spec.stage1, spec.adapter
-    )
+        open_graph(spec.graph, Settings(), embedder), spec.llm, spec.llm_dtype, spec.stage1, spec.adapter,
+        spec.discriminator,
+    )  # fmt: skip
     if spec.controller not in ("policy", "llm"):
         raise RapoError(f"--controller {spec.controller!r}: choose policy or llm")
     if spec.controller == "llm" and not hasattr(stage1.llm, "chat_model"):
