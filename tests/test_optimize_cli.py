@@ -20,6 +20,19 @@ PROMPTS = [
 ]
 
 
+def kill_after_videos(args: list[str], log, videos: int) -> None:
+    """Start `rapo optimize ARGS` and SIGKILL it once `log` (generation.log) has `videos` lines."""
+    proc = subprocess.Popen([*RAPO, "optimize", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= videos:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -97,15 +110,7 @@ def test_two_seeds_render_each_candidate_twice_and_a_killed_run_resumes_exactly_
     args = [str(prompts), "--out", str(run_dir), "--graph", str(graph), "--llm", str(tiny_llm), "--seeds", "2",
             "--critics", "temporal,imaging", "--max-iters", "1", "--candidates", "1"]  # fmt: skip
     log = run_dir / "videos" / "generation.log"
-    proc = subprocess.Popen([*RAPO, "optimize", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.1)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_videos(args, log, 3)
     resumed = rapo("optimize", *args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
 
@@ -144,15 +149,7 @@ def test_killed_run_resumes_and_never_generates_a_video_twice(tmp_path, graph):
     log = run_dir / "videos" / "generation.log"
 
     # 1. Start, and kill -9 once a few videos exist
-    proc = subprocess.Popen([*RAPO, "optimize", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= 3:
-            break
-        time.sleep(0.2)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_videos(args, log, 3)
     assert not (run_dir / "best_prompts.jsonl").exists()
 
     # 2. A second start without --resume refuses to mix runs; with --resume it finishes
