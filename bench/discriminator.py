@@ -19,6 +19,7 @@ from pathlib import Path
 
 from finetune.discriminator import train_discriminator
 from graph_db.embeddings import Embedder
+from rapo_common import RapoError
 
 
 def main() -> None:
@@ -34,8 +35,11 @@ def main() -> None:
     learned, hand, sizes = [], [], []
     with tempfile.TemporaryDirectory() as work:
         for seed in range(args.splits):
-            report = train_discriminator(args.runs, Path(work) / str(seed), embedder, args.val_fraction, args.l2,
-                                         seed=seed)  # fmt: skip
+            try:
+                report = train_discriminator(args.runs, Path(work) / str(seed), embedder, args.val_fraction, args.l2,
+                                             seed=seed)  # fmt: skip
+            except RapoError as exc:
+                raise SystemExit(f"error: {exc}") from None
             if report.val_accuracy is None or report.hand_val_accuracy is None:
                 continue
             learned.append(report.val_accuracy)
