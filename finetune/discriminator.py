@@ -52,6 +52,9 @@ def branch_pairs(run_dirs: list[Path], skipped: dict[str, int]) -> list[BranchPa
             config = store.run_config(run_id) or {}
             target = profile(str((config.get("stage1") or {}).get("target") or "wan")).target_words
             for row in store.prompts(run_id):
+                if row.status != "done":
+                    skipped[f"status {row.status}"] = skipped.get(f"status {row.status}", 0) + 1
+                    continue
                 first = [e for e in store.evaluations(run_id, row.prompt_id) if e.iteration == 0 and e.scores]
                 ranks = mean_ranks(first[:2])
                 why = (
