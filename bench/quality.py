@@ -31,8 +31,7 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and its name hides the `finetune` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from agent.runs.refine import stage1_pipeline  # noqa: E402
-from agent.runs.run_spec import open_graph  # noqa: E402
+from agent.runs.refine import open_graph, stage1_pipeline  # noqa: E402
 from agent.settings import Settings  # noqa: E402
 from finetune.default_adapter import VBENCH, split_pairs  # noqa: E402
 from graph_db.embeddings import Embedder  # noqa: E402

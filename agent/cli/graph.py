@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from agent.cli.options import GraphOpt, JsonOpt
-from agent.runs.run_spec import open_graph
+from agent.runs.refine import open_graph
 from agent.settings import Settings
 from graph_db.backends import open_store
 from graph_db.builder import build_graph

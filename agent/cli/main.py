@@ -14,8 +14,7 @@ from agent.cli.graph import graph_app
 from agent.cli.optimize import optimize_cmd, ray_flag_value, runs_app
 from agent.cli.options import AdapterOpt, DiscriminatorOpt, GraphOpt, LlmOpt, SeedOpt, TargetOpt
 from agent.cli.ui import ui_cmd
-from agent.runs.refine import check_target, read_prompts, refine_file, stage1_pipeline
-from agent.runs.run_spec import open_graph
+from agent.runs.refine import check_target, open_graph, read_prompts, refine_file, stage1_pipeline
 from agent.settings import Settings
 from rapo_common import RapoError, quiet_libraries, stderr, stdout
 from tools.stage1 import Stage1Settings, check_prompt

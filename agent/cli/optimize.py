@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.cli.options import AdapterOpt, DiscriminatorOpt, GraphOpt, JsonOpt, LlmOpt, SeedOpt, TargetOpt
-from agent.runs.run_spec import open_graph
+from agent.runs.refine import open_graph
 from agent.settings import Settings
 from rapo_common import RapoError, stderr, stdout
 from tools.critics.registry import CRITIC_NAMES

@@ -1,4 +1,7 @@
-"""`rapo refine`: build the Stage 1 pipeline, and run it over a prompt file resumably."""
+"""`rapo refine`: open the graph, build the Stage 1 pipeline, and run it over a prompt file resumably.
+
+Light to import (no LangChain or LangGraph): every command that opens a graph imports it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,9 @@ from pathlib import Path
 
 from agent.settings import Settings
 from graph_db.backends import open_store
+from graph_db.default_graph import default_graph_path
 from graph_db.embeddings import Embedder
+from graph_db.neo4j_config import is_server_url
 from graph_db.store import check_embedder
 from rapo_common import RapoError, jsonl_line, progress_bar, read_lines, stderr, stdout
 from tools.adapters import DEFAULT_ADAPTER
@@ -48,6 +53,20 @@ def stage1_pipeline(
         settings or Stage1Settings(target=check_target(Settings().target)),
         learned,
     )
+
+
+def open_graph(
+    graph: str | Path | None, settings: Settings, embedder: Embedder | None = None
+) -> tuple[str | Path, Embedder]:
+    """The graph to use (the option, then $RAPO_GRAPH, then the default graph) and its embedder.
+
+    The graph is a `Path` for a file and the URL string for a Neo4j server; `open_store` takes either.
+    """
+    embedder = embedder or Embedder()
+    graph = graph or settings.graph
+    if not graph:
+        return default_graph_path(embedder), embedder
+    return (str(graph) if is_server_url(graph) else Path(graph)), embedder
 
 
 def check_target(name: str) -> TargetName:

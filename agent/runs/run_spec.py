@@ -12,11 +12,9 @@ from pydantic import BaseModel, Field
 
 from agent.loop.context import Context, SSPOConfig
 from agent.loop.controllers import LLMController, PolicyController
-from agent.runs.refine import stage1_pipeline
+from agent.runs.refine import open_graph, stage1_pipeline
 from agent.settings import Settings
-from graph_db.default_graph import default_graph_path
 from graph_db.embeddings import Embedder
-from graph_db.neo4j_config import is_server_url
 from rapo_common import RapoError
 from tools.critics.registry import make_critic
 from tools.generator import VideoGenerator
@@ -54,20 +52,6 @@ class RunSpec(BaseModel):
     critic_options: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="Critic name -> constructor options (the vlm judge's endpoint, CLIP's path)."
     )
-
-
-def open_graph(
-    graph: str | Path | None, settings: Settings, embedder: Embedder | None = None
-) -> tuple[str | Path, Embedder]:
-    """The graph to use (the option, then $RAPO_GRAPH, then the default graph) and its embedder.
-
-    The graph is a `Path` for a file and the URL string for a Neo4j server; `open_store` takes either.
-    """
-    embedder = embedder or Embedder()
-    graph = graph or settings.graph
-    if not graph:
-        return default_graph_path(embedder), embedder
-    return (str(graph) if is_server_url(graph) else Path(graph)), embedder
 
 
 def build_context(
