@@ -111,11 +111,17 @@ def _decoded(path: str, mtime: float) -> Video:
     return read_video(Path(path))
 
 
+def _read(video: str) -> Video:
+    """A video by path, decoded once for the calls that read it in a row (a missing file raises in read_video)."""
+    path = Path(video)
+    return _decoded(str(path), path.stat().st_mtime) if path.is_file() else read_video(path)
+
+
 def compare_videos_tool(judge: VlmJudge) -> StructuredTool:
     """`compare_videos`: which of two videos matches the prompt better, by the VLM judge (tournament selection)."""
 
     def compare(video_a: str, video_b: str, prompt: str) -> dict:
-        a, b = (read_video(Path(v)) for v in (video_a, video_b))
+        a, b = _read(video_a), _read(video_b)  # the same pair is judged in both orders: decoded once
         winner, reason = judge.compare(a, b, prompt)
         return Comparison(winner=winner, reason=reason).model_dump()
 
@@ -132,9 +138,7 @@ def critic_tool(critic: Critic) -> StructuredTool:
     """`critic_<name>`: score an mp4 with one critic."""
 
     def score(video: str, prompt: str, meta: dict[str, Any] | None = None) -> dict:
-        path = Path(video)
-        decoded = _decoded(str(path), path.stat().st_mtime) if path.is_file() else read_video(path)
-        return critic.score(decoded, prompt, meta or {}).model_dump(mode="json")
+        return critic.score(_read(video), prompt, meta or {}).model_dump(mode="json")
 
     return StructuredTool.from_function(
         func=score,
