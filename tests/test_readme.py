@@ -75,6 +75,13 @@ EXAMPLES: dict[str, str | None] = {
         "needs round 0 of a run whose Stage 1 wrote both branches (tests/test_discriminator.py trains from one)"
     ),
     'rapo refine --discriminator discriminators/wan "a red car at night"': "needs the discriminator above",
+    "rapo eval sample vbench --prompts VBench_full_info.json --out runs/vbench --rounds 0,2,4": None,
+    "rapo eval score vbench runs/vbench": (
+        "needs VBench's package and the weights it downloads (tests/test_eval.py checks the message without it)"
+    ),
+    "rapo eval score vbench runs/vbench --evaluator my_metrics.py:score": None,
+    "rapo eval sample phygenbench --prompts prompts.json --out runs/phygen --generator "
+    "~/models/Wan2.1-T2V-1.3B-Diffusers --frames 81 --height 480 --width 832 --steps 20 --rounds 0,1,2,3,4": NEEDS_GPU,
     'rapo refine --llm openai:http://127.0.0.1:18000/v1 "a red car at night"': NEEDS_VLLM,
     "rapo refine --llm openai:http://127.0.0.1:18000/v1#SmolLM2-135M-Instruct --adapter mine --file p.txt "
     "-o out.jsonl": NEEDS_VLLM,
@@ -140,6 +147,10 @@ def scratch(tmp_path_factory, embedder):
         ("video", "a woman is chopping onions in a kitchen"), ("image", "a dog running in a park"),
         ("video", "a dog is running on the beach at sunset"), ("video", "a red car driving on a street at night"),
     ])  # fmt: skip
+    vbench = [{"prompt_en": "a dog running on the beach", "dimension": ["dynamic_degree", "subject_consistency"]},
+              {"prompt_en": "a red car at night", "dimension": ["color"]}]  # fmt: skip
+    (work / "VBench_full_info.json").write_text(json.dumps(vbench))
+    (work / "my_metrics.py").write_text("def score(bench, folder, group, samples):\n    return len(samples) / 10\n")
     (work / "captions.tsv").write_text(captions)
     (work / "my_captions.tsv").write_text(captions)
     (work / "graph").mkdir()
@@ -159,6 +170,10 @@ WRITES = {
     "rapo graph build my_captions.tsv --graph ~/graphs/video.graph --where modality=video": ["home/graphs/video.graph"],
     "rapo optimize prompts.txt --out runs/tonight": ["runs/tonight/best_prompts.jsonl", "runs/tonight/run.json"],
     "rapo optimize laws.jsonl --out runs/physics --critics physics,flow": ["runs/physics/best_prompts.jsonl"],
+    "rapo eval sample vbench --prompts VBench_full_info.json --out runs/vbench --rounds 0,2,4": [
+        "runs/vbench/eval/vbench/samples.jsonl"
+    ],
+    "rapo eval score vbench runs/vbench --evaluator my_metrics.py:score": ["runs/vbench/eval/vbench/scores.png"],
     "rapo runs export runs/tonight --out best.jsonl": ["best.jsonl"],
     "rapo runs export runs/tonight --out best.txt --format vbench": ["best.txt"],
     "rapo finetune dataset --runs runs/tonight --runs runs/wan --out data/mine": ["data/mine/train.jsonl"],

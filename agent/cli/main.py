@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from agent.cli.chat import chat_cmd
+from agent.cli.eval import eval_app
 from agent.cli.finetune import finetune_app
 from agent.cli.graph import graph_app
 from agent.cli.optimize import optimize_cmd, ray_flag_value, runs_app
@@ -29,6 +30,7 @@ app.add_typer(graph_app, name="graph")
 app.add_typer(runs_app, name="runs")
 app.command("optimize")(optimize_cmd)
 app.add_typer(finetune_app, name="finetune")
+app.add_typer(eval_app, name="eval")
 app.command("chat")(chat_cmd)
 app.command("ui")(ui_cmd)
 

@@ -36,7 +36,25 @@ def run_detail(index: int, run_dir: Path) -> dict:
             prompts.append({"row": row, "rounds": rounds, "evaluations": evaluations, "tool_calls": calls})
     finally:
         store.close()
-    return {**summary, "settings": settings, "prompts": prompts}
+    return {**summary, "settings": settings, "prompts": prompts, "evals": eval_tables(run_dir)}
+
+
+def eval_tables(run_dir: Path) -> list[dict]:
+    """The benchmark scores `rapo eval score` left in the run dir: bench, variants, rows (group, scores), plot."""
+    out = []
+    for path in sorted(run_dir.glob("eval/*/scores.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            variants, table = data["variants"], data["table"]
+        except (OSError, ValueError, KeyError):
+            continue  # being written, or not ours: the page shows the rest
+        rows = [(group, [table[group].get(v) for v in variants]) for group in data["groups"] if group in table]
+        means = [[r[i] for _, r in rows if r[i] is not None] for i in range(len(variants))]
+        rows.append(("mean", [sum(m) / len(m) if m else None for m in means]))
+        plot = path.with_name("scores.png")
+        out.append({"bench": data["bench"], "variants": variants, "rows": rows,
+                    "plot": str(plot.relative_to(run_dir)) if plot.is_file() else None})  # fmt: skip
+    return out
 
 
 def _summary(index: int, run_dir: Path, store: TrajectoryStore, run_id: str) -> dict:
