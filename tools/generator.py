@@ -1,8 +1,8 @@
 """Text-to-video generation with diffusers pipelines, cached by content hash.
 
-A `VideoGenerator` wraps one pipeline, loaded once: a tiny random one (`tiny-wan`, `tiny-cogvideox`) for tests
-and smoke runs, or a local folder holding any diffusers text-to-video pipeline (Wan2.1/2.2, CogVideoX,
-LTX-Video, HunyuanVideo, ...). Each video is keyed by a hash of (model id, prompt, seed, parameters):
+A `VideoGenerator` wraps one pipeline, loaded once: a tiny random one (`tiny-wan`, `tiny-cogvideox`, `tiny-latte`,
+`tiny-ltx`, `tiny-hunyuan`) for tests and smoke runs, or a local folder holding a diffusers text-to-video pipeline.
+Each video is keyed by a hash of (model id, prompt, seed, parameters):
 
     out_dir/videos/<key>.mp4         the video, written atomically
     out_dir/videos/<key>.json        its `GeneratedVideo` record, written atomically after the mp4
@@ -12,8 +12,20 @@ LTX-Video, HunyuanVideo, ...). Each video is keyed by a hash of (model id, promp
 so a resumed run never generates the same video twice, even across processes. A run killed after the mp4 was
 renamed into place but before its record was written loses nothing: the record is rebuilt on the next request.
 Neither dtype nor device is part of the key: a video made in bfloat16 on a GPU is reused by a float32 CPU run.
-Pipelines that need `num_frames` = 4k+1 (Wan, CogVideoX, HunyuanVideo; LTX: 8k+1) get a ValueError naming it,
-never a silently rounded value.
+
+Pipelines name their arguments differently, so `CALL_MAPS` says, per class, which `__call__` arguments take the
+frames, size, steps, guidance and negative prompt, and what sizes the class accepts (read from diffusers 0.42):
+
+    WanPipeline, SkyReelsV2Pipeline  num_frames = 4k+1, 16-pixel sides; Wan2.2's `guidance_scale_2` left None
+    CogVideoXPipeline                num_frames = 4k+1, 16-pixel sides
+    LTXPipeline                      num_frames = 8k+1, 32-pixel sides; `frame_rate` left at 25
+    HunyuanVideoPipeline             num_frames = 4k+1, 16-pixel sides; `guidance_scale` is embedded guidance and
+                                     true CFG stays off, so a negative prompt is refused
+    MochiPipeline                    num_frames = 6k+1, 16-pixel sides
+    LattePipeline                    `video_length` = the transformer's `video_length` (16); `clean_caption=False`
+
+A class not in the map is driven through its signature, which must take `REQUIRED_CALL_ARGS`. A size the class
+would round or reject gets a ValueError naming it, never a silently changed value.
 
     generator = VideoGenerator("tiny-wan")
     video = generator.generate("a cat on a sofa", seed=0, params=GenerationParams(), out_dir=Path("run"))
@@ -26,12 +38,15 @@ import hashlib
 import inspect
 import json
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +60,80 @@ from tools.video import write_video
 logger = logging.getLogger(__name__)
 
 REQUIRED_CALL_ARGS = ("prompt", "num_frames", "height", "width", "num_inference_steps", "guidance_scale", "generator")
-"""What a pipeline's `__call__` must accept for `VideoGenerator` to drive it."""
+"""What the `__call__` of a pipeline class not in `CALL_MAPS` must accept for `VideoGenerator` to drive it."""
+
+
+@dataclass(frozen=True)
+class CallMap:
+    """Which `__call__` arguments of one pipeline class take `GenerationParams`' values, and the sizes it accepts."""
+
+    frames: str = "num_frames"
+    height: str = "height"
+    width: str = "width"
+    steps: str = "num_inference_steps"
+    guidance: str = "guidance_scale"
+    negative_prompt: str | None = "negative_prompt"
+    """None: a negative prompt is refused, for the reason in `note`."""
+    fixed: dict[str, Any] = field(default_factory=dict)
+    """Arguments always passed."""
+    temporal: tuple[str, ...] = ("vae_scale_factor_temporal", "vae_temporal_compression_ratio")
+    """Pipeline attributes holding the VAE's temporal factor t (the first int wins): num_frames must be t*k + 1."""
+    frames_from: str | None = None
+    """A transformer config field num_frames must equal, instead of the temporal rule (Latte: `video_length`)."""
+    spatial: tuple[str, ...] = ("vae_scale_factor_spatial", "vae_spatial_compression_ratio")
+    """Pipeline attributes holding the VAE's spatial factor: sides are multiples of it times the transformer patch."""
+    multiple: int = 1
+    """What the pipeline's own `check_inputs` asks the sides to be multiples of."""
+    frame_rate: str | None = None
+    """An argument the model conditions on the frame rate with, left at its default (not `fps`: see the README)."""
+    needs: tuple[str, ...] = ()
+    """Packages the pipeline calls without checking they are installed."""
+    note: str = ""
+
+    def names(self) -> list[str]:
+        """Every argument name this map passes; each must be in the class's `__call__`."""
+        names = [self.frames, self.height, self.width, self.steps, self.guidance, *self.fixed]
+        return names + [name for name in (self.negative_prompt, self.frame_rate) if name]
+
+
+CALL_MAPS: dict[str, CallMap] = {
+    "WanPipeline": CallMap(
+        temporal=("vae_scale_factor_temporal",), spatial=("vae_scale_factor_spatial",), multiple=16,
+        note="Wan2.1 and Wan2.2; Wan2.2 A14B's low-noise expert takes `guidance_scale_2`, left None (= guidance_scale)",
+    ),
+    "SkyReelsV2Pipeline": CallMap(
+        temporal=("vae_scale_factor_temporal",), spatial=("vae_scale_factor_spatial",), multiple=16, needs=("ftfy",),
+        note="the Wan2.1 architecture; its prompt cleaning needs the ftfy package",
+    ),
+    "CogVideoXPipeline": CallMap(
+        temporal=("vae_scale_factor_temporal",), spatial=("vae_scale_factor_spatial",), multiple=8,
+        note="`use_dynamic_cfg` left False",
+    ),
+    "LTXPipeline": CallMap(
+        temporal=("vae_temporal_compression_ratio",), spatial=("vae_spatial_compression_ratio",), multiple=32,
+        frame_rate="frame_rate", note="conditions on `frame_rate` (default 25), which the mp4's `fps` does not set",
+    ),
+    "HunyuanVideoPipeline": CallMap(
+        negative_prompt=None, temporal=("vae_scale_factor_temporal",), spatial=("vae_scale_factor_spatial",),
+        multiple=16,
+        note="`guidance_scale` is its embedded (distilled) guidance, and a negative prompt is used only with true "
+        "CFG (`true_cfg_scale` > 1), which the generator leaves off",
+    ),
+    "MochiPipeline": CallMap(
+        temporal=("vae_temporal_scale_factor",), spatial=("vae_spatial_scale_factor",), multiple=8,
+        note="its VAE's temporal factor is fixed at 6",
+    ),
+    "LattePipeline": CallMap(
+        frames="video_length", frames_from="video_length", temporal=(), spatial=("vae_scale_factor",), multiple=8,
+        fixed={"clean_caption": False},
+        note="an image VAE; the transformer's temporal embedding fixes the frame count; `clean_caption=False` passes "
+        "the prompt as given, whether or not bs4 and ftfy are installed",
+    ),
+}  # fmt: skip
+"""Per pipeline class (by name): the arguments it takes our values as, and its size rules."""
+
+FALLBACK = CallMap()
+"""For a class not in `CALL_MAPS`: the common names, checked against its signature (`REQUIRED_CALL_ARGS`)."""
 
 DTYPES = {"auto": "auto", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
           "float32": "float32", "fp32": "float32"}  # fmt: skip
@@ -54,11 +142,11 @@ DTYPES = {"auto": "auto", "bfloat16": "bfloat16", "bf16": "bfloat16", "float16":
 class GenerationParams(BaseModel):
     """Generation parameters, recorded with every video; part of its cache key."""
 
-    num_frames: int = Field(9, ge=1, description="Frames per video; most video VAEs need 4k+1 (Wan: 81).")
+    num_frames: int = Field(9, ge=1, description="Frames per video; most video VAEs need 4k+1 (Wan: 81; LTX: 8k+1).")
     height: int = Field(64, ge=8, description="Height in pixels; a multiple of the VAE and patch size (Wan: 16).")
     width: int = Field(64, ge=8, description="Width in pixels; a multiple of the VAE and patch size (Wan: 16).")
     num_inference_steps: int = Field(2, ge=1, description="Denoising steps.")
-    guidance_scale: float = Field(5.0, ge=0.0, description="Classifier-free guidance; <= 1 turns it off.")
+    guidance_scale: float = Field(5.0, ge=0.0, description="Classifier-free guidance, <= 1: off (Hunyuan: embedded).")
     fps: int = Field(8, ge=1, description="Frame rate of the written mp4.")
     negative_prompt: str | None = Field(None, description="What to steer away from; None: the pipeline's default.")
 
@@ -121,6 +209,8 @@ class VideoGenerator:
         self._call_kwargs: dict[str, Any] = {}  # extra __call__ arguments a tiny pipeline needs
         self._pipe: Any = None
         self._accepts: set[str] | None = None  # __call__'s argument names; None: it takes **kwargs
+        self._call: CallMap = FALLBACK  # how this pipeline class names our arguments; set by load()
+        self._fps_warned = False
         self._lock = threading.RLock()
         marker = None
         if spec in TINY_SPECS:
@@ -170,7 +260,7 @@ class VideoGenerator:
                 pipe = _load_folder(self._folder, torch_dtype)
 
             # 3. Check that it makes videos from our arguments
-            self._accepts = _call_arguments(pipe, self.model_id)
+            self._call, self._accepts = _call_map(pipe, self.model_id)
 
             # 4. Memory options, then the device
             if self.vae_tiling:
@@ -197,21 +287,31 @@ class VideoGenerator:
             raise ValueError(f"`params` must be GenerationParams, got {type(params).__name__}")
         if self._pipe is None:
             return
-        name = type(self._pipe).__name__
-        temporal = _first_int(self._pipe, "vae_scale_factor_temporal", "vae_temporal_compression_ratio")
+        name, call = type(self._pipe).__name__, self._call
+        temporal = _first_int(self._pipe, *call.temporal)
+        if call.frames_from:
+            config = getattr(getattr(self._pipe, "transformer", None), "config", None)
+            exact = getattr(config, call.frames_from, None)
+            if isinstance(exact, int) and params.num_frames != exact:
+                raise ValueError(
+                    f"`num_frames` must be {exact} for {name} (its transformer's `{call.frames_from}`), "
+                    f"got {params.num_frames}"
+                )
         if temporal and (params.num_frames - 1) % temporal:
             below = (params.num_frames - 1) // temporal * temporal + 1
             raise ValueError(
                 f"`num_frames` must be {temporal}k+1 for {name} (e.g. {below} or {below + temporal}), "
                 f"got {params.num_frames}"
             )
-        multiple = _spatial_multiple(self._pipe)
+        multiple = _spatial_multiple(self._pipe, call)
         for arg in ("height", "width"):
             value = getattr(params, arg)
             if multiple and value % multiple:
                 raise ValueError(f"`{arg}` must be a multiple of {multiple} for {name}, got {value}")
-        if params.negative_prompt is not None and self._accepts is not None and "negative_prompt" not in self._accepts:
-            raise ValueError(f"`negative_prompt` is not supported by {name}; leave it None")
+        accepts = self._accepts is None or call.negative_prompt in self._accepts
+        if params.negative_prompt is not None and not (call.negative_prompt and accepts):
+            reason = f": {call.note}" if call.negative_prompt is None else ""
+            raise ValueError(f"`negative_prompt` is not supported by {name}{reason}; leave it None")
 
     def generate(self, prompt: str, seed: int, params: GenerationParams, out_dir: Path) -> GeneratedVideo:
         """Render `prompt` into `out_dir/videos/<key>.mp4`, or return the cached video for the same inputs."""
@@ -230,21 +330,24 @@ class VideoGenerator:
             self.load()
             self.check_inputs(prompt, seed, params)
 
-            # 4. Prepare the call
+            # 4. Prepare the call, in the names this pipeline class uses
             import torch
 
+            call = self._call
             kwargs: dict[str, Any] = {
                 "prompt": prompt,
-                "num_frames": params.num_frames,
-                "height": params.height,
-                "width": params.width,
-                "num_inference_steps": params.num_inference_steps,
-                "guidance_scale": params.guidance_scale,
+                call.frames: params.num_frames,
+                call.height: params.height,
+                call.width: params.width,
+                call.steps: params.num_inference_steps,
+                call.guidance: params.guidance_scale,
                 "generator": torch.Generator(self.device).manual_seed(seed),
+                **call.fixed,
                 **self._call_kwargs,
             }
-            if params.negative_prompt is not None:
-                kwargs["negative_prompt"] = params.negative_prompt
+            if params.negative_prompt is not None and call.negative_prompt:
+                kwargs[call.negative_prompt] = params.negative_prompt
+            self._warn_frame_rate(params)
             if self._accepts is None or "output_type" in self._accepts:
                 kwargs["output_type"] = "np"
 
@@ -267,6 +370,18 @@ class VideoGenerator:
             video = self._record(key, mp4, prompt, seed, params, seconds, cached=False)
             _write_json(sidecar, video)
             return video
+
+    def _warn_frame_rate(self, params: GenerationParams) -> None:
+        """Say once when the model is told a frame rate other than the mp4's (LTX: `frame_rate`, left at 25)."""
+        name = self._call.frame_rate
+        if name is None or self._fps_warned:
+            return
+        parameter = inspect.signature(self._pipe.__call__).parameters.get(name)
+        default = parameter.default if parameter is not None else None
+        if default is not None and default != params.fps:
+            logger.warning("%s conditions on `%s`=%s, its default; the mp4 is written at fps=%s",
+                           self.model_id, name, default, params.fps)  # fmt: skip
+        self._fps_warned = True
 
     def _record(
         self, key: str, mp4: Path, prompt: str, seed: int, params: GenerationParams, seconds: float, cached: bool
@@ -319,6 +434,32 @@ def _cast(pipe: Any, torch_dtype: Any) -> None:
                 tensor.data = tensor.data.to(torch.float32 if fp32 else torch_dtype)
 
 
+def _call_map(pipe: Any, model_id: str) -> tuple[CallMap, set[str] | None]:
+    """The pipeline class's `CallMap` (`FALLBACK` if unmapped) and `__call__`'s argument names (None: **kwargs).
+
+    Raises:
+        ModelError: the signature lacks an argument the map names (a diffusers upgrade renamed it?), or, for an
+            unmapped class, one of `REQUIRED_CALL_ARGS`.
+    """
+    name = type(pipe).__name__
+    call = CALL_MAPS.get(name)
+    if call is None:
+        return FALLBACK, _call_arguments(pipe, model_id)
+    absent = [package for package in call.needs if find_spec(package) is None]
+    if absent:
+        raise ModelError(f"{name} in {model_id} needs {', '.join(absent)}: pip install {' '.join(absent)}")
+    parameters = inspect.signature(pipe.__call__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return call, None
+    missing = [arg for arg in ["prompt", "generator", *call.names()] if arg not in parameters]
+    if missing:
+        raise ModelError(
+            f"{name} in {model_id}: its __call__ has no {', '.join(f'`{m}`' for m in missing)} argument, which "
+            f"tools/generator.py CALL_MAPS[{name!r}] passes; the installed diffusers may have renamed it"
+        )
+    return call, set(parameters)
+
+
 def _call_arguments(pipe: Any, model_id: str) -> set[str] | None:
     """The argument names of `pipe.__call__` (None when it takes **kwargs); ModelError if one we need is missing."""
     parameters = inspect.signature(pipe.__call__).parameters
@@ -342,16 +483,16 @@ def _first_int(obj: Any, *names: str) -> int | None:
     return None
 
 
-def _spatial_multiple(pipe: Any) -> int | None:
-    """Pixels per latent token side: VAE downsampling times the transformer's spatial patch (Wan2.1: 8 x 2)."""
-    spatial = _first_int(pipe, "vae_scale_factor_spatial", "vae_spatial_compression_ratio")
+def _spatial_multiple(pipe: Any, call: CallMap) -> int | None:
+    """Pixels per latent token side (VAE factor x transformer patch: Wan2.1 8 x 2), lcm'd with the class's own rule."""
+    spatial = _first_int(pipe, *call.spatial)
     if spatial is None:
-        return None
+        return call.multiple if call.multiple > 1 else None
     config = getattr(getattr(pipe, "transformer", None), "config", None)
     patch = getattr(config, "patch_size", None) or 1
     if isinstance(patch, list | tuple):  # Wan: (t, h, w)
         patch = patch[-1]
-    return spatial * int(patch)
+    return math.lcm(spatial * int(patch), call.multiple)
 
 
 def _frames_of(output: Any, model_id: str) -> np.ndarray:
