@@ -1,4 +1,5 @@
-"""The video generator: tiny pipelines, a saved pipeline folder, the content-hash cache, its log, and bad input."""
+"""The video generator: tiny pipelines, a saved pipeline folder, the content-hash cache, its log, bad input, and each
+pipeline class's argument map."""
 
 from __future__ import annotations
 
@@ -265,6 +266,13 @@ def test_latte_takes_video_length_and_the_prompt_as_given(generators, tmp_path):
     b = read_video(latte.generate("a dog", 0, PARAMS, tmp_path).path).frames
     c = latte.generate("a cat", 0, PARAMS.model_copy(update={"negative_prompt": "blur"}), tmp_path)
     assert not np.array_equal(a, b) and not c.cached
+
+
+def test_a_saved_tiny_hunyuan_keeps_its_prompt_template_and_makes_the_same_video(generators, tmp_path):
+    folder = save_tiny_pipeline("tiny-hunyuan", tmp_path / "hunyuan")  # the marker carries a dict call argument
+    video = VideoGenerator(str(folder), device="cpu").generate("a cat", 5, PARAMS, tmp_path / "run")
+    built = generators["tiny-hunyuan"].generate("a cat", 5, PARAMS, tmp_path / "built")
+    assert np.array_equal(read_video(video.path).frames, read_video(built.path).frames)
 
 
 def test_hunyuan_refuses_a_negative_prompt_its_guidance_would_ignore(generators, tmp_path):
