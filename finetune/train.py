@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -98,13 +99,14 @@ def check_adapter_matches(adapter: Path, base: Path) -> None:
     except (OSError, json.JSONDecodeError) as exc:
         raise ModelError(f"cannot read the configs of {adapter} or {base}: {exc}") from None
     shape = recorded.get("base_shape")
-    if shape and shape != _shape(base_config):
+    if shape and shape != shape_of(base_config):
         raise ModelError(
-            f"adapter {adapter} was trained on a base of shape {shape}, but {base} is {_shape(base_config)}"
+            f"adapter {adapter} was trained on a base of shape {shape}, but {base} is {shape_of(base_config)}"
         )
 
 
-def _shape(config: dict) -> dict[str, object]:
+def shape_of(config: dict) -> dict[str, object]:
+    """A model config's type and sizes: what an adapter must match."""
     return {k: config.get(k) for k in ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads")}
 
 
@@ -159,15 +161,50 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         raise RapoError(f"{out} already holds a training run: pass --resume to continue it, or another --out")
     if resume:
         previous = json.loads((out / "rapo_train.json").read_text())
-        if previous.get("base_shape") != _shape(json.loads((base / "config.json").read_text())):
+        if previous.get("base_shape") != shape_of(json.loads((base / "config.json").read_text())):
             raise ModelError(f"--resume: the checkpoints in {out} were trained on another base than {base}")
 
     # 2. Load the base and wrap it with LoRA
+    tokenizer, model = lora_model(base, config)
+
+    # 3. Tokenize: chat template, loss on the answer only
+    examples = [x for x in (tokenize(p, tokenizer, config.max_len) for p in pairs) if x]
+    if not examples:
+        raise RapoError(f"no training example fits in --max-len {config.max_len} tokens")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out.mkdir(parents=True, exist_ok=True)
+    record = {
+        **asdict(config),
+        "base": str(base),
+        "base_shape": shape_of(model.config.to_dict()),
+        "examples": len(examples),
+    }
+    (out / "rapo_train.json").write_text(json.dumps(record, indent=2))
+
+    # 4. Train: the Trainer does the loop, checkpoints and the progress bar
+    started = time.perf_counter()
+    start_step = _step_of(last) if resume and last else 0
+    output = fit(model, examples, pad_id, config, checkpoints, last if resume else None)
+    seconds = time.perf_counter() - started
+
+    # 5. Save the adapter (and the tokenizer, so vLLM and PEFT users need nothing else)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    steps = output.global_step - start_step
+    return TrainResult(
+        adapter=str(out), steps=output.global_step, examples=len(examples),
+        train_loss=round(output.training_loss, 4) if output.training_loss is not None else None,
+        seconds=round(seconds, 2), steps_per_second=round(steps / seconds, 4) if seconds > 0 else 0.0,
+        resumed_from=str(last) if resume and last else None,
+    )  # fmt: skip
+
+
+def lora_model(base: Path, config: TrainConfig):  # noqa: ANN201 - transformers is imported lazily
+    """(tokenizer, base model in float32 wrapped with `config`'s LoRA), seeded; a ModelError when it does not fit."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
     if config.threads:
@@ -182,27 +219,31 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         target_modules=config.target_modules, task_type="CAUSAL_LM",
     )  # fmt: skip
     try:
-        model = get_peft_model(model, lora)
+        return tokenizer, get_peft_model(model, lora)
     except ValueError as exc:
         raise ModelError(f"cannot put LoRA on {base}: {str(exc).splitlines()[0]}") from None
 
-    # 3. Tokenize: chat template, loss on the answer only
-    examples = [x for x in (tokenize(p, tokenizer, config.max_len) for p in pairs) if x]
-    if not examples:
-        raise RapoError(f"no training example fits in --max-len {config.max_len} tokens")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    out.mkdir(parents=True, exist_ok=True)
-    record = {
-        **asdict(config),
-        "base": str(base),
-        "base_shape": _shape(model.config.to_dict()),
-        "examples": len(examples),
-    }
-    (out / "rapo_train.json").write_text(json.dumps(record, indent=2))
 
-    # 4. Train: the Trainer does the loop, checkpoints and the progress bar
+def fit(  # noqa: ANN201 - transformers is imported lazily
+    model,  # noqa: ANN001
+    examples: list[dict[str, list[int]]],
+    pad_id: int,
+    config: TrainConfig,
+    checkpoints: Path | None,
+    resume_from: Path | None = None,
+):
+    """Run the transformers `Trainer` over tokenized `examples` ({"input_ids", "labels"}); its `TrainOutput`.
+
+    Checkpoints every `config.save_every` steps into `checkpoints`, none when it is None; `resume_from` continues
+    from one. A progress bar on a terminal, JSON log lines otherwise, both on stderr.
+    """
+    import torch
+    from transformers import Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    scratch = tempfile.TemporaryDirectory() if checkpoints is None else None  # the Trainer wants a folder anyway
     args = TrainingArguments(
-        output_dir=str(checkpoints),
+        output_dir=str(checkpoints or scratch.name),
         max_steps=config.steps,
         per_device_train_batch_size=config.batch_size,
         learning_rate=config.lr,
@@ -211,7 +252,7 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
         lr_scheduler_type="linear",
         seed=config.seed,
         data_seed=config.seed,
-        save_strategy="steps",
+        save_strategy="steps" if checkpoints else "no",
         save_steps=config.save_every,
         save_total_limit=config.keep_checkpoints,
         logging_steps=config.log_every,
@@ -226,21 +267,11 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(_progress_callback())
-    started = time.perf_counter()
-    start_step = _step_of(last) if resume and last else 0
-    output = trainer.train(resume_from_checkpoint=str(last) if resume and last else None)
-    seconds = time.perf_counter() - started
-
-    # 5. Save the adapter (and the tokenizer, so vLLM and PEFT users need nothing else)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    steps = output.global_step - start_step
-    return TrainResult(
-        adapter=str(out), steps=output.global_step, examples=len(examples),
-        train_loss=round(output.training_loss, 4) if output.training_loss is not None else None,
-        seconds=round(seconds, 2), steps_per_second=round(steps / seconds, 4) if seconds > 0 else 0.0,
-        resumed_from=str(last) if resume and last else None,
-    )  # fmt: skip
+    try:
+        return trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    finally:
+        if scratch:
+            scratch.cleanup()
 
 
 def _progress_callback():  # noqa: ANN202 - transformers is imported lazily

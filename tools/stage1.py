@@ -15,9 +15,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from prompts.loader import load_template
-from rapo_common import ModelError, PromptError
+from rapo_common import PromptError
 from tools import distill, guards
-from tools.discriminator import SCALARS, LearnedDiscriminator, features, hand_score, length_fit
+from tools.discriminator import LearnedDiscriminator, LoraDiscriminator, hand_score, length_fit
 from tools.llm import ChatLLM, Decoding
 from tools.profiles import DEFAULT_TARGET, TargetName, TargetProfile, profile
 from tools.retrieval import GraphLookup, Modifier, Retrieval
@@ -118,7 +118,7 @@ class Stage1:
         lookup: GraphLookup,
         llm: ChatLLM,
         settings: Stage1Settings | None = None,
-        discriminator: LearnedDiscriminator | None = None,
+        discriminator: LearnedDiscriminator | LoraDiscriminator | None = None,
     ) -> None:
         self.lookup = lookup
         self.llm = llm
@@ -353,20 +353,17 @@ class Stage1:
         """Score candidates with the learned discriminator, else the hand formula (`tools/discriminator.py`)."""
         vectors = self.lookup.embedder.encode([prompt] + [text for _, text, _ in entries])  # (1 + C, dim)
         similarities = vectors[1:] @ vectors[0]  # (C,)
-        if self.discriminator and len(self.discriminator.weights) != len(SCALARS) + vectors.shape[1]:
-            raise ModelError(
-                f"--discriminator {self.discriminator.location}: trained on {self.discriminator.embedder} features "
-                f"of another size than {self.lookup.embedder.model_id}'s"
-            )
+        target = self._target_words()
+        learned = (
+            self.discriminator.scores(prompt, [(b, t) for b, t, _ in entries], vectors, target, self.llm)
+            if self.discriminator
+            else None
+        )
         candidates = []
-        for (branch, text, step), vector, similarity in zip(entries, vectors[1:], similarities.tolist(), strict=True):
-            words = len(text.split())
-            target = self._target_words()
-            fit = length_fit(words, target)
+        for i, ((branch, text, step), similarity) in enumerate(zip(entries, similarities.tolist(), strict=True)):
+            fit = length_fit(len(text.split()), target)
             coverage = guards.faithfulness(added, text) if added else 0.0
-            score = hand_score(similarity, fit, coverage)
-            if self.discriminator:
-                score = self.discriminator.score(features(vectors[0], vector, words, target, branch))
+            score = learned[i] if learned is not None else hand_score(similarity, fit, coverage)
             candidates.append(
                 Candidate(
                     branch=branch,
@@ -408,14 +405,18 @@ def _pick_modifiers(
 
 
 def _explain(
-    best: Candidate, candidates: list[Candidate], target: int, discriminator: LearnedDiscriminator | None
+    best: Candidate,
+    candidates: list[Candidate],
+    target: int,
+    discriminator: LearnedDiscriminator | LoraDiscriminator | None,
 ) -> str:
     if discriminator:
         parts = [
             f"{c.branch} ({c.step}, {len(c.text.split())} words, similarity {c.similarity:.2f}): {c.score:.2f}"
             for c in candidates
         ]
-        return f"chose {best.branch} by the learned discriminator in {discriminator.location}: " + "; ".join(parts)
+        where = f"{discriminator.location} ({discriminator.kind})"
+        return f"chose {best.branch} by the learned discriminator in {where}: " + "; ".join(parts)
     parts = [
         f"{c.branch} ({c.step}): similarity {c.similarity:.2f} + 0.5 x length fit {c.length_fit:.2f} "
         f"({len(c.text.split())} words, target {target}) + 0.25 x modifiers kept {c.coverage:.2f} = {c.score:.2f}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
@@ -129,22 +129,34 @@ def eval_cmd(
 
 @finetune_app.command("discriminator")
 def discriminator_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write discriminator.json to.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the discriminator to.")],
     runs: Annotated[list[Path], typer.Option("--runs", help="Run dirs from `rapo optimize`; repeatable.")],
+    kind: Annotated[
+        Literal["logistic", "lora"],
+        typer.Option(help="logistic: MiniLM features, seconds; lora: a LoRA on the LLM that answers A or B."),
+    ] = "logistic",
     val_fraction: Annotated[float, typer.Option(help="Share of prompts held out.", min=0.0, max=0.9)] = 0.2,
-    l2: Annotated[float, typer.Option(help="L2 penalty on the weights.", min=0.0)] = 0.01,
-    seed: Annotated[int, typer.Option(help="Seed of the train/val split.")] = 0,
+    l2: Annotated[float, typer.Option(help="logistic: L2 penalty on the weights.", min=0.0)] = 0.01,
+    base: BaseOpt = None,
+    steps: Annotated[int, typer.Option(help="lora: optimizer steps.", min=1)] = 100,
+    batch_size: Annotated[int, typer.Option(help="lora: pair orders per step.", min=1)] = 4,
+    lr: Annotated[float, typer.Option(help="lora: peak learning rate.")] = 2e-4,
+    max_len: Annotated[int, typer.Option(help="lora: tokens per pair order; longer ones are left out.", min=16)] = 512,
+    seed: Annotated[int, typer.Option(help="Seed of the train/val split (and of the LoRA's training).")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Learn Stage 1's discriminator from SSPO round 0 (both branches rendered, the critics' verdict).
 
     Examples:
       rapo finetune discriminator --runs runs/wan --out discriminators/wan
+      rapo finetune discriminator --runs runs/wan --kind lora --steps 200 --out discriminators/wan-lora
       rapo refine --discriminator discriminators/wan "a dog running on the beach"
     """
     from finetune.discriminator import train_discriminator
+    from finetune.train import TrainConfig
 
-    report = train_discriminator(runs, out, val_fraction=val_fraction, l2=l2, seed=seed)
+    lora = TrainConfig(base=_base(base), steps=steps, batch_size=batch_size, lr=lr, max_len=max_len, save_every=steps)
+    report = train_discriminator(runs, out, val_fraction=val_fraction, l2=l2, seed=seed, kind=kind, lora=lora)
     if as_json:
         stdout.print_json(report.model_dump_json())
         return
@@ -153,7 +165,8 @@ def discriminator_cmd(
         return "n/a (no val pairs)" if value is None else f"{value:.1%}"
 
     stdout.print(
-        f"{out}: {report.pairs} pairs ({report.train} train, {report.val} val; skipped {report.skipped}); "
+        f"{out} ({report.kind}): {report.pairs} pairs ({report.train} train, {report.val} val; "
+        f"skipped {report.skipped}); "
         f"held-out accuracy {pct(report.val_accuracy)}, hand formula {pct(report.hand_val_accuracy)}",
         markup=False,
     )
