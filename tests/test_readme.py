@@ -74,6 +74,10 @@ EXAMPLES: dict[str, str | None] = {
     "rapo finetune discriminator --runs runs/wan --out discriminators/wan": (
         "needs round 0 of a run whose Stage 1 wrote both branches (tests/test_discriminator.py trains from one)"
     ),
+    "rapo finetune discriminator --runs runs/wan --kind lora --out discriminators/lora": (
+        "needs round 0 of a run whose Stage 1 wrote both branches, and minutes of LoRA steps "
+        "(tests/test_discriminator.py trains one from such a run, on a tiny base and on SmolLM2)"
+    ),
     'rapo refine --discriminator discriminators/wan "a red car at night"': "needs the discriminator above",
     "rapo eval sample vbench --prompts VBench_full_info.json --out runs/vbench --rounds 0,2,4": None,
     "rapo eval score vbench runs/vbench": (

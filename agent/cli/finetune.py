@@ -149,7 +149,7 @@ def discriminator_cmd(
 
     Examples:
       rapo finetune discriminator --runs runs/wan --out discriminators/wan
-      rapo finetune discriminator --runs runs/wan --kind lora --steps 200 --out discriminators/wan-lora
+      rapo finetune discriminator --runs runs/wan --kind lora --steps 200 --out discriminators/lora
       rapo refine --discriminator discriminators/wan "a dog running on the beach"
     """
     from finetune.discriminator import train_discriminator
