@@ -14,8 +14,9 @@ from agent.cli.finetune import finetune_app
 from agent.cli.graph import graph_app
 from agent.cli.optimize import optimize_cmd, ray_flag_value, runs_app
 from agent.cli.options import AdapterOpt, DiscriminatorOpt, GraphOpt, LlmOpt, SeedOpt, TargetOpt
+from agent.cli.serve import serve_cmd
 from agent.cli.ui import ui_cmd
-from agent.runs.refine import check_target, open_graph, read_prompts, refine_file, stage1_pipeline
+from agent.runs.refine import check_target, open_graph, read_prompts, refine_file, served_stage1, stage1_pipeline
 from agent.settings import Settings
 from rapo_common import RapoError, quiet_libraries, stderr, stdout
 from tools.stage1 import Stage1Settings, check_prompt
@@ -33,6 +34,7 @@ app.add_typer(finetune_app, name="finetune")
 app.add_typer(eval_app, name="eval")
 app.command("chat")(chat_cmd)
 app.command("ui")(ui_cmd)
+app.command("serve")(serve_cmd)
 
 
 @app.command()
@@ -52,6 +54,9 @@ def refine(
     target: TargetOpt = None,
     discriminator: DiscriminatorOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as one JSON object.")] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="Load the models here even when a `rapo serve` with them runs.")
+    ] = False,
 ) -> None:
     """Optimise a prompt with Stage 1 (retrieval, merge, refactor, discriminator).
 
@@ -62,6 +67,9 @@ def refine(
       rapo refine --target short "a red car at night"
       rapo refine --adapter none "a red car at night"        # the plain model's merge/refactor pipeline
       rapo refine --adapter adapters/mine "a red car at night"
+
+    With a `rapo serve` running with the same graph, LLM, adapter and discriminator, the server answers (no model
+    load here); --local loads them here anyway.
     """
     settings = Settings()
     if (prompt is None) == (file is None):
@@ -73,9 +81,10 @@ def refine(
     stage1 = Stage1Settings(
         top_k=top_k, threshold=threshold, max_modifiers=max_modifiers, target=check_target(target or settings.target)
     )
-    pipeline = stage1_pipeline(
-        open_graph(graph, settings), llm or settings.llm, settings.llm_dtype, stage1, adapter, discriminator
-    )
+    location = open_graph(graph, settings)
+    llm = llm or settings.llm
+    served = None if local else served_stage1(location[0], llm, adapter, discriminator, settings.llm_dtype, stage1)
+    pipeline = served or stage1_pipeline(location, llm, settings.llm_dtype, stage1, adapter, discriminator)
     seed = settings.seed if seed is None else seed
     if prompts is None:
         result = pipeline.run(prompt, seed)

@@ -9,6 +9,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from agent.runs.refine_client import RemoteStage1, ServerIdentity, find_server, identity
 from agent.settings import Settings
 from graph_db.backends import open_store
 from graph_db.default_graph import default_graph_path
@@ -55,6 +56,26 @@ def stage1_pipeline(
     )
 
 
+def stage1_identity(
+    graph: str | Path, llm: str | None, adapter: str | Path | None, discriminator: str | Path | None, dtype: str
+) -> ServerIdentity:
+    """What `stage1_pipeline` would load for these options, as `rapo serve` announces it."""
+    return identity(graph, llm, resolve_adapter(llm, adapter), discriminator, dtype)
+
+
+def served_stage1(
+    graph: str | Path,
+    llm: str | None,
+    adapter: str | Path | None,
+    discriminator: str | Path | None,
+    dtype: str,
+    settings: Stage1Settings,
+) -> RemoteStage1 | None:
+    """Stage 1 on a running `rapo serve` that loaded exactly these models, or None when there is none."""
+    server = find_server(stage1_identity(graph, llm, adapter, discriminator, dtype))
+    return RemoteStage1(server, settings) if server else None
+
+
 def open_graph(
     graph: str | Path | None, settings: Settings, embedder: Embedder | None = None
 ) -> tuple[str | Path, Embedder]:
@@ -91,7 +112,7 @@ def read_prompts(file: Path) -> list[tuple[int, str]]:
     return [(number, text.strip()) for number, text in read_lines(file) if text.strip()]
 
 
-def refine_file(pipeline: Stage1, prompts: list[tuple[int, str]], out: Path | None, seed: int) -> None:
+def refine_file(pipeline: Stage1 | RemoteStage1, prompts: list[tuple[int, str]], out: Path | None, seed: int) -> None:
     """Refine every (line number, prompt) and write one JSON line each, in input order.
 
     With `out`, lines go to `out.partial` as they finish; a rerun after a crash skips the lines
@@ -127,7 +148,7 @@ def refine_file(pipeline: Stage1, prompts: list[tuple[int, str]], out: Path | No
         stderr.print(f"wrote {len(prompts)} lines to {out}", markup=False, highlight=False)
 
 
-def _refine_line(pipeline: Stage1, number: int, prompt: str, seed: int) -> dict:
+def _refine_line(pipeline: Stage1 | RemoteStage1, number: int, prompt: str, seed: int) -> dict:
     """The output record of one line: the result, or the error that stopped it."""
     try:
         return {"line": number, **pipeline.run(prompt, seed).model_dump(mode="json")}

@@ -1,0 +1,90 @@
+"""`rapo serve`: Stage 1 with its models loaded once, on 127.0.0.1, for `rapo refine` to use while it runs.
+
+    POST /refine  {"prompt": ..., "seed": 0, "settings": Stage1Settings}  ->  the JSON of `rapo refine --json`
+    GET  /health  ->  the server's identity and how many prompts it has refined
+
+The graph store, the embedder, the LLM (with its adapter) and the discriminator are shared by every request; each
+request builds a `Stage1` with its own settings (top-k, threshold, target), which costs nothing. Requests run one at
+a time: there is one model and two cores.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from agent.runs.refine_client import ServerIdentity, ServerInfo, servers_dir
+from rapo_common import RapoError, stderr
+from tools.stage1 import Stage1, Stage1Result, Stage1Settings
+
+
+class RefineRequest(BaseModel):
+    """Body of POST /refine."""
+
+    prompt: str
+    seed: int = 0
+    settings: Stage1Settings
+
+
+def create_refine_app(pipeline: Stage1, ident: ServerIdentity) -> FastAPI:
+    """The app over one loaded Stage 1 pipeline."""
+    app = FastAPI(title="rapo serve", docs_url=None, redoc_url=None, openapi_url=None)
+    lock = threading.Lock()
+    served = {"prompts": 0}
+
+    @app.exception_handler(RapoError)
+    async def user_error(request, exc: RapoError) -> JSONResponse:  # noqa: ANN001 - Starlette's signature
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.post("/refine")
+    def refine(body: RefineRequest) -> Stage1Result:
+        stage1 = Stage1(pipeline.lookup, pipeline.llm, body.settings, pipeline.discriminator)
+        with lock:
+            result = stage1.run(body.prompt, body.seed)
+            served["prompts"] += 1
+        return result
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"identity": ident.model_dump(), "prompts": served["prompts"], "pid": os.getpid()}
+
+    return app
+
+
+def serve(pipeline: Stage1, ident: ServerIdentity, port: int = 0) -> None:
+    """Load the models, announce the server in `$RAPO_HOME/servers`, and answer until stopped (Ctrl-C, SIGTERM)."""
+    import uvicorn
+
+    seconds = pipeline.load()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as exc:
+        raise RapoError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+    sock.listen(64)  # before the announcement: a client that reads it is queued, never refused
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    announce = servers_dir() / f"{os.getpid()}.json"
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Here, not after run(): uvicorn re-raises the SIGTERM it caught once it has stopped, ending the process.
+            announce.unlink(missing_ok=True)
+            await super().shutdown(sockets)
+
+    server = Server(uvicorn.Config(create_refine_app(pipeline, ident), log_level="warning"))
+    announce.parent.mkdir(parents=True, exist_ok=True)
+    partial = announce.with_suffix(".partial")
+    partial.write_text(ServerInfo(url=url, pid=os.getpid(), identity=ident).model_dump_json(indent=2) + "\n")
+    partial.replace(announce)
+    stderr.print(f"rapo serve: models loaded in {seconds:.1f} s; serving Stage 1 on {url} until Ctrl-C", markup=False)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        Path(announce).unlink(missing_ok=True)
