@@ -201,15 +201,14 @@ def test_a_lora_discriminator_reuses_the_weights_of_stage1s_llm_and_leaves_it_un
 
 
 @pytest.mark.slow
-def test_a_lora_discriminator_on_the_default_llm_trains_and_shares_its_weights_in_stage1(
-    tmp_path, graph, embedder, round0_runs
-):
-    # 1. One step on the real SmolLM2, loaded by finetune/train.py's loader, from the real run and four rounds
+def test_a_lora_discriminator_on_the_default_llm_trains_and_shares_its_weights_in_stage1(tmp_path, graph, embedder):
+    # 1. One step on the real SmolLM2, loaded by finetune/train.py's loader, from four written rounds (a step costs
+    #    2-25 s here, the first one most; the test above trains from the real run)
     few = tmp_path / "few"
     write_round0(few, ROWS[:4])
     disc = tmp_path / "disc"
     config = TrainConfig(steps=1, batch_size=2, max_len=160)
-    report = train_discriminator([round0_runs[0], few], disc, embedder, 0.25, kind="lora", lora=config)
+    report = train_discriminator([few], disc, embedder, 0.25, kind="lora", lora=config)
     assert report.kind == "lora" and report.steps == 1 and report.lora["base"] is None
     learned = LearnedDiscriminator.load(disc)
     assert isinstance(learned, LoraDiscriminator) and learned.base is None and learned.base_path() == default_llm_path()
