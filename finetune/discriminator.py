@@ -138,8 +138,8 @@ def train_discriminator(
     """Build the pairs, fit the model on the train split, score both discriminators on val, save to `out`.
 
     `steps`, `lr` and `l2` are the logistic kind's; the lora kind takes its settings from `lora` (base, steps,
-    batch size, learning rate, rank, max_len; `seed` is its seed too), `finetune.train.TrainConfig`'s defaults
-    without one.
+    batch size, learning rate, rank, max_len; `seed` is its seed too), 100 steps of 4 pair orders of up to 512
+    tokens without one.
     """
     # 1. Pairs, split by prompt
     skipped: dict[str, int] = {}
@@ -168,7 +168,8 @@ def train_discriminator(
         return right / len(batch)
 
     if kind == "lora":
-        return _train_lora(pairs, train, val, out, lora or TrainConfig(), seed, hand_accuracy(val), skipped, run_dirs)
+        lora = lora or TrainConfig(steps=100, max_len=512)  # `rapo finetune discriminator --kind lora`'s defaults
+        return _train_lora(pairs, train, val, out, lora, seed, hand_accuracy(val), skipped, run_dirs)
 
     # 3. Logistic features: each pair as the difference of its candidates' feature vectors
     def candidate(p: BranchPair, which: int) -> np.ndarray:

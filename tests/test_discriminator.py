@@ -237,6 +237,9 @@ def test_bad_discriminator_inputs_fail_in_one_line(tmp_path):
     lora = tmp_path / "lora"
     lora.mkdir()
     (lora / "discriminator.json").write_text(json.dumps({"kind": "lora", "base": None, "template": "branch_compare@0"}))
+    with pytest.raises(ModelError, match="a lora discriminator without its adapter files"):
+        LearnedDiscriminator.load(lora)
+    (lora / "adapter_config.json").write_text("{}")
     with pytest.raises(ModelError, match=r"trained on the branch_compare@0 template.*--kind lora"):
         LearnedDiscriminator.load(lora)
     (lora / "discriminator.json").write_text(json.dumps({"kind": "forest"}))

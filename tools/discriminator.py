@@ -123,6 +123,10 @@ class LearnedDiscriminator(BaseModel):
         kind = data.setdefault("kind", "logistic")
         if kind == "lora":
             found = LoraDiscriminator.model_validate(data)
+            if not (Path(found.location) / "adapter_config.json").is_file():
+                raise ModelError(f"--discriminator {found.location}: a lora discriminator without its adapter files")
+            if found.base and not (Path(found.base) / "config.json").is_file():
+                raise ModelError(f"--discriminator {found.location}: its base model {found.base} is not a model folder")
             if found.template != load_template(TEMPLATE).id:
                 raise ModelError(
                     f"--discriminator {found.location}: trained on the {found.template} template, but this rapo has "

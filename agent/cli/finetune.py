@@ -155,7 +155,7 @@ def discriminator_cmd(
     from finetune.discriminator import train_discriminator
     from finetune.train import TrainConfig
 
-    lora = TrainConfig(base=_base(base), steps=steps, batch_size=batch_size, lr=lr, max_len=max_len, save_every=steps)
+    lora = TrainConfig(base=_base(base), steps=steps, batch_size=batch_size, lr=lr, max_len=max_len)
     report = train_discriminator(runs, out, val_fraction=val_fraction, l2=l2, seed=seed, kind=kind, lora=lora)
     if as_json:
         stdout.print_json(report.model_dump_json())
