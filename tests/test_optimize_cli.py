@@ -48,6 +48,7 @@ def kill_after_videos(args: list[str], log, videos: int) -> None:
         (["--critics", "vlm", "--vlm", "openai:http://127.0.0.1:9/v1#judge"], "127.0.0.1:9/v1 cannot be reached"),
         (["--controller", "llm"], "--controller llm needs a served model with tool calling"),
         (["--controller", "smart"], "--controller 'smart': choose policy or llm"),
+        (["--overlap", "2", "--ray"], "--overlap is for one process; with --ray each worker runs one prompt at a time"),
     ],
 )
 def test_bad_options_fail_before_any_work(tmp_path, args, message):
@@ -177,3 +178,65 @@ def test_killed_run_resumes_and_never_generates_a_video_twice(tmp_path, graph):
     ]
     shown = rapo("runs", "show", str(run_dir))
     assert shown.returncode == 0 and "temporal" in shown.stdout
+
+
+def _outcome(run_dir) -> dict:
+    """What a run decided, without its schedule: every prompt's row, candidates, videos, scores and tool calls."""
+    rows = [json.loads(line) for line in (run_dir / "best_prompts.jsonl").read_text().splitlines()]
+    store = TrajectoryStore(run_dir / "trajectory.sqlite")
+    run_id = store.runs()[0][0]
+    rounds = {
+        r["prompt_id"]: [e.model_dump() for e in store.evaluations(run_id, r["prompt_id"])] for r in rows
+    }  # fmt: skip
+    calls = {  # the arguments name files in the run dir; the summaries say "(cached)" and the seconds vary
+        r["prompt_id"]: [(c.tool, json.dumps(c.args).replace(str(run_dir), "RUN"), c.ok)
+                         for c in store.tool_calls(run_id, r["prompt_id"])]
+        for r in rows
+    }  # fmt: skip
+    store.close()
+    return {"rows": rows, "rounds": rounds, "calls": calls}
+
+
+def test_overlap_changes_the_schedule_never_the_results(tmp_path, graph, tiny_llm, monkeypatch):
+    monkeypatch.setenv("RAPO_LLM", str(tiny_llm))
+    monkeypatch.setenv("RAPO_TARGET", "short")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS[:4]) + "\n")
+    outcomes = []
+    for overlap in ("1", "2"):
+        run_dir = tmp_path / f"overlap{overlap}"
+        proc = rapo("optimize", str(prompts), "--out", str(run_dir), "--graph", str(graph), "--seeds", "2",
+                    "--critics", "flow,temporal,imaging", "--max-iters", "1", "--overlap", overlap)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        outcomes.append(_outcome(run_dir))
+    assert [r["status"] for r in outcomes[0]["rows"]] == ["done"] * 4
+    assert all(e["scores"] for rounds in outcomes[0]["rounds"].values() for e in rounds)
+    assert outcomes[1] == outcomes[0]
+
+
+def test_a_killed_overlapped_run_resumes_and_makes_every_video_once(tmp_path, graph, tiny_llm):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    run_dir = tmp_path / "run"
+    args = [str(prompts), "--out", str(run_dir), "--graph", str(graph), "--llm", str(tiny_llm), "--seeds", "2",
+            "--critics", "temporal,imaging", "--max-iters", "1", "--candidates", "1", "--overlap", "2"]  # fmt: skip
+    log = run_dir / "videos" / "generation.log"
+    kill_after_videos(args, log, 3)
+    assert not (run_dir / "best_prompts.jsonl").exists()
+    resumed = rapo("optimize", *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+
+    generated = Counter(json.loads(line)["key"] for line in log.read_text().splitlines())
+    assert generated and max(generated.values()) == 1  # no video made twice, across the kill
+    rows = [json.loads(line) for line in (run_dir / "best_prompts.jsonl").read_text().splitlines()]
+    assert [r["input"] for r in rows] == PROMPTS and all(r["status"] == "done" for r in rows), resumed.stderr[-2000:]
+    store = TrajectoryStore(run_dir / "trajectory.sqlite")
+    run_id = store.runs()[0][0]
+    used = {e.video_key for row in store.prompts(run_id) for e in store.evaluations(run_id, row.prompt_id)}
+    for row in store.prompts(run_id):
+        evaluations = store.evaluations(run_id, row.prompt_id)
+        assert evaluations and all(set(e.seed_scores) == {"0", "1"} for e in evaluations)
+    store.close()
+    assert used <= set(generated)
+    for row in rows:
+        assert (run_dir / row["best_video"]).is_file()

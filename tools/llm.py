@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Sequence
 from functools import cached_property
@@ -18,6 +19,12 @@ from rapo_common import ModelError, rapo_home
 
 DEFAULT_LLM = "SmolLM2-135M-Instruct"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+_SAMPLING = threading.Lock()
+"""Held by every `LocalLLM` while it loads or answers. `_generate_batch` seeds torch's process-wide generator and
+then samples from it, and sets the tokenizer's padding side: two chats answered at once in one process (`rapo
+optimize --overlap`) could take each other's seed, so an answer would depend on the schedule. One lock for every
+instance, because an adapter's `plain()` copy shares that generator."""
 
 
 class Decoding(BaseModel):
@@ -183,7 +190,8 @@ class LocalLLM:
 
     def load(self) -> None:
         """Load the model now rather than on the first `generate`."""
-        self._loaded  # noqa: B018 - the cached property loads it
+        with _SAMPLING:  # once, even when several threads ask at the same time
+            self._loaded  # noqa: B018 - the cached property loads it
 
     def plain(self) -> ChatLLM:
         """The base model without the adapter (itself when it has none): a second copy, loaded on first use."""
@@ -225,6 +233,10 @@ class LocalLLM:
         return out
 
     def _generate_batch(self, batch: list[list[dict[str, str]]], seed: int, decoding: Decoding) -> list[Generation]:
+        with _SAMPLING:  # seeding, then sampling from torch's global generator: one chat at a time (see _SAMPLING)
+            return self._generate_locked(batch, seed, decoding)
+
+    def _generate_locked(self, batch: list[list[dict[str, str]]], seed: int, decoding: Decoding) -> list[Generation]:
         import torch
 
         tokenizer, model = self._loaded

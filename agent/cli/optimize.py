@@ -105,12 +105,22 @@ def optimize_cmd(
         str | None,
         typer.Option(help="Store and checkpoints on postgresql://USER@HOST:PORT/DB (default: SQLite in --out)."),
     ] = None,
+    overlap: Annotated[
+        int | None,
+        typer.Option(
+            help="Prompts in flight at once: their critics and LLM calls run while another's video renders "
+            "(default: 2 with a real video model, 1 with a tiny one).",
+            min=1,
+            max=16,
+        ),
+    ] = None,
 ) -> None:
     r"""Optimise every prompt of a list with the SSPO loop: generate, critique, revise, keep the best.
 
     Examples:
       rapo optimize prompts.txt --out runs/tonight --generator tiny-wan
       rapo optimize prompts.txt --out runs/tonight --resume
+      rapo optimize prompts.txt --out runs/tonight --overlap 2
       rapo optimize prompts.txt --out runs/served --llm openai:http://127.0.0.1:18000/v1 --controller llm
       rapo optimize vbench.json --out runs/wan --generator ~/models/Wan2.1-T2V-1.3B-Diffusers --frames 81 \\
           --height 480 --width 832 --steps 20 --threshold flow=0.6
@@ -118,7 +128,7 @@ def optimize_cmd(
     """
     # Imported here: torch, diffusers and LangGraph take seconds to import, and other commands need none of them.
     from agent.loop.context import SSPOConfig
-    from agent.runs.optimize import open_run, optimize, read_prompt_list
+    from agent.runs.optimize import default_overlap, open_run, optimize, read_prompt_list
     from agent.runs.refine import check_target
     from agent.runs.run_spec import RunSpec, build_context
     from agent.runs.trajectory import TrajectoryStore
@@ -135,6 +145,8 @@ def optimize_cmd(
         raise RapoError(f"--select {select!r}: choose rank or tournament")
     if max_videos < seeds:
         raise RapoError(f"--max-videos {max_videos} is less than --seeds {seeds}: no candidate could be rendered")
+    if overlap is not None and ray is not None:
+        raise RapoError("--overlap is for one process; with --ray each worker runs one prompt at a time")
     config = SSPOConfig(
         max_iters=max_iters, candidates=candidates, max_videos=max_videos, max_seconds=max_seconds,
         thresholds=_thresholds(threshold, names), seed=settings.seed if seed is None else seed, video_seed=video_seed,
@@ -174,7 +186,7 @@ def optimize_cmd(
     if ray is not None:
         rows = optimize_on_ray(prompts, info, spec, start_workers(spec, info.run_id, workers, gpus))
     else:
-        rows = optimize(prompts, info, ctx, store)
+        rows = optimize(prompts, info, ctx, store, overlap or default_overlap(video_generator.real_model))
     done = sum(r["status"] == "done" for r in rows)
     stderr.print(f"{done}/{len(rows)} prompts done; best prompts in {out / 'best_prompts.jsonl'}", markup=False)
 

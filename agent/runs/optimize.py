@@ -1,4 +1,14 @@
-"""`rapo optimize`: the SSPO loop over a prompt list, one checkpointed thread per prompt, resumable."""
+"""`rapo optimize`: the SSPO loop over a prompt list, one checkpointed thread per prompt, resumable.
+
+With `overlap` N > 1, up to N prompts' graphs run at once in threads of this process, so one prompt's critics and
+LLM calls run while another's video renders. Everything they share is safe in threads: the generator renders one
+video at a time under its own lock (one video fills a GPU: batching two prompts saves nothing), the local LLM samples
+one chat at a time under a process-wide lock (it seeds torch's global generator, so answers stay the same whatever
+the schedule), and the trajectory store, LangGraph's SQLite checkpointer and the progress display each serialise
+their own calls. Threads rather than a generation worker and a CPU worker: the graph already orders each prompt's
+steps and checkpoints them, so running whole prompts side by side adds no second scheduler and keeps resume and the
+exactly-once video cache as they are; OpenCV, torch and the video codecs release the GIL while they compute.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +16,10 @@ import csv
 import hashlib
 import json
 import sqlite3
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -146,36 +158,66 @@ def prompts_digest(prompts: list[PromptItem]) -> str:
     return hashlib.sha256("\n".join(jsonl_line(p.model_dump()) for p in prompts).encode()).hexdigest()
 
 
-def optimize(prompts: list[PromptItem], info: RunInfo, ctx: Context, store_url: str | None = None) -> list[dict]:
+def default_overlap(real_model: bool) -> int:
+    """Prompts in flight at once when `--overlap` is not given: 2 with a real video model, 1 with a tiny one.
+
+    One prompt's critics and revision (about 12 s of flow a 480x832 video on one core, plus the LLM) fit inside
+    another's renders (27.6 s a Wan2.1-1.3B video at 20 steps), so a second prompt keeps the GPU busy. A tiny
+    pipeline renders on the CPU in 0.1 s: a second prompt would only compete for the same cores.
+    """
+    return 2 if real_model else 1
+
+
+def optimize(
+    prompts: list[PromptItem], info: RunInfo, ctx: Context, store_url: str | None = None, overlap: int = 1
+) -> list[dict]:
     """Run the SSPO graph for every prompt not done yet; a failing prompt is recorded and the batch goes on.
 
     `store_url` is a `postgresql://` URL for the trajectory store and checkpoints; by default both are SQLite
-    files in the run dir. Returns the rows of `best_prompts.jsonl`, which is (re)written when the batch ends.
+    files in the run dir. `overlap` is how many prompts run at once (threads; see the module docstring); the
+    schedule changes, the results do not. Returns the rows of `best_prompts.jsonl`, which is (re)written when the
+    batch ends. Ctrl-C with overlap stops every prompt after its current node (each resumes from there).
     """
+    if overlap < 1:
+        raise ValueError(f"`overlap` must be at least 1, got {overlap}")
     run_dir = ctx.run_dir
     store = TrajectoryStore(store_url or run_dir / "trajectory.sqlite")
     store.start_run(info.run_id, info.settings, [p.text for p in prompts], [p.meta for p in prompts])
     graph = builder.compile(checkpointer=checkpointer(run_dir, store_url))
     status = {row.prompt_id: row.status for row in store.prompts(info.run_id)}
-    with progress_bar() as bar:
-        overall = bar.add_task("prompts", total=len(prompts), completed=sum(s == "done" for s in status.values()))
-        for prompt_id, prompt in enumerate(prompts):
-            if status[prompt_id] == "done":
-                continue
+    todo = [(prompt_id, prompt) for prompt_id, prompt in enumerate(prompts) if status[prompt_id] != "done"]
+    stop = threading.Event()
+    with progress_bar() as bar:  # rich's Progress takes its own lock on every update
+        overall = bar.add_task("prompts", total=len(prompts), completed=len(prompts) - len(todo))
+
+        def one(item: tuple[int, PromptItem]) -> None:
+            prompt_id, prompt = item
+            if stop.is_set():
+                return
             current = bar.add_task(f"  #{prompt_id} {prompt.text[:40]}", total=None)
+
+            def show(text: str) -> None:
+                bar.update(current, description=text)
+
             try:
-                run_prompt(
-                    graph,
-                    store,
-                    info.run_id,
-                    prompt_id,
-                    prompt,
-                    ctx,
-                    lambda text, task=current: bar.update(task, description=text),
-                )
+                run_prompt(graph, store, info.run_id, prompt_id, prompt, ctx, show, stop=stop)
             finally:
                 bar.remove_task(current)
-            bar.advance(overall)
+            if not stop.is_set():
+                bar.advance(overall)
+
+        if overlap == 1:  # in this thread, as before
+            for item in todo:
+                one(item)
+        else:
+            with ThreadPoolExecutor(max_workers=overlap, thread_name_prefix="rapo-prompt") as pool:
+                try:
+                    for _ in pool.map(one, todo):  # in input order; a prompt starts when one ends
+                        pass
+                except BaseException:  # Ctrl-C: no new prompt starts; those in flight stop after their node
+                    stop.set()
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
     return finish_run(store, info.run_id, run_dir)
 
 
@@ -188,11 +230,22 @@ def finish_run(store: TrajectoryStore, run_id: str, run_dir: Path) -> list[dict]
 
 
 def run_prompt(  # noqa: ANN001
-    graph, store: TrajectoryStore, run_id: str, prompt_id: int, prompt: PromptItem, ctx: Context, show
+    graph,
+    store: TrajectoryStore,
+    run_id: str,
+    prompt_id: int,
+    prompt: PromptItem,
+    ctx: Context,
+    show,
+    stop: threading.Event | None = None,
 ) -> None:
-    """One prompt through the graph, from its thread's last checkpoint; a failure is recorded, never raised."""
+    """One prompt through the graph, from its thread's last checkpoint; a failure is recorded, never raised.
+
+    When `stop` is set the prompt stops after its current node, left `running` with its checkpoint on disk, as a
+    killed run leaves it: `--resume` carries it on.
+    """
     try:
-        _optimize_one(graph, store, run_id, prompt_id, prompt, ctx, show)
+        _optimize_one(graph, store, run_id, prompt_id, prompt, ctx, show, stop)
     except Exception as exc:  # noqa: BLE001 - one prompt's failure never stops the batch
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         store.set_status(run_id, prompt_id, "failed", error)
@@ -200,7 +253,7 @@ def run_prompt(  # noqa: ANN001
 
 
 def _optimize_one(  # noqa: ANN001
-    graph, store: TrajectoryStore, run_id: str, prompt_id: int, prompt: PromptItem, ctx: Context, show
+    graph, store: TrajectoryStore, run_id: str, prompt_id: int, prompt: PromptItem, ctx: Context, show, stop
 ) -> None:
     config = {"configurable": {"thread_id": f"{run_id}:{prompt_id}"}, "recursion_limit": 10 + 6 * ctx.config.max_iters}
     snapshot = graph.get_state(config)
@@ -216,6 +269,8 @@ def _optimize_one(  # noqa: ANN001
         for values in graph.stream(start, config, context=ctx, stream_mode="values", durability="sync"):
             _record(store, run_id, prompt_id, values)
             show(f"  #{prompt_id} round {values.get('iteration', 0)}, {values.get('videos_made', 0)} videos")
+            if stop is not None and stop.is_set():
+                return
     _record(store, run_id, prompt_id, values)
     if values.get("best") is None:
         errors = [c.summary for c in values.get("tool_calls", []) if not c.ok]
