@@ -47,6 +47,7 @@ EXAMPLES: dict[str, str | None] = {
     'rapo graph pull "$NEO4J_URL" copy.graph': NEEDS_NEO4J,
     "rapo optimize prompts.txt --out runs/tonight": None,
     "rapo optimize prompts.txt --out runs/tonight --resume": None,
+    "rapo optimize prompts.txt --out runs/overlap --overlap 2": None,
     "rapo optimize vbench.json --out runs/wan --generator ~/models/Wan2.1-T2V-1.3B-Diffusers --frames 81 --height 480 "
     "--width 832 --steps 20 --critics flow,temporal,imaging,clip --clip ~/models/clip-vit-base-patch32 "
     "--threshold flow=0.6": NEEDS_GPU,
