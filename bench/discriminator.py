@@ -3,6 +3,7 @@
     .venv/bin/python bench/discriminator.py --runs runs/wan --runs runs/cogvideox
     .venv/bin/python bench/discriminator.py --runs runs/wan --splits 10 --val-fraction 0.3 --kinds logistic
     .venv/bin/python bench/discriminator.py --runs runs/wan --lora-steps 200 --lora-base ~/models/Qwen2.5-0.5B-Instruct
+    .venv/bin/python bench/discriminator.py --synthetic 48 --splits 1 --lora-steps 40 --lora-lr 1e-3
 
 The pairs are SSPO round 0's two Stage 1 branches per prompt, rendered with one noise seed and ranked by the
 critics (`finetune/discriminator.py`). Each of `--splits` seeded splits by prompt trains each kind (`--kinds`: the
@@ -10,28 +11,67 @@ logistic model over MiniLM features, and a LoRA on the default LLM that answers 
 it and the hand formula on the same held-out half; the table gives the mean and range. The LoRA kind trains for
 `--lora-steps` per split: minutes each on a CPU.
 The labels are only as good as the videos: on runs of the tiny random generators (noise videos) they are noise
-and every accuracy hovers around chance, so measure on runs of a real video model.
+and every accuracy hovers around chance, so measure on runs of a real video model. `--synthetic N` instead writes a
+run of N labelled round 0s where the shorter candidate always won and which branch is the shorter alternates: a rule
+the hand formula gets backwards and a learner must read from the texts (a check that training works, not a figure
+about videos).
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import tempfile
 from pathlib import Path
 
+from agent.loop.state import Evaluation, ToolCall
+from agent.runs.trajectory import TrajectoryStore
 from finetune.discriminator import train_discriminator
 from finetune.train import TrainConfig
 from graph_db.embeddings import Embedder
 from rapo_common import RapoError
 
 NAMES = {"logistic": "logistic (MiniLM features)", "lora": "LoRA on the LLM (A or B)"}
+NOUNS = ["cat", "dog", "car", "horse", "chef", "boat", "child", "bird", "train", "fox", "tractor", "surfer", "dancer",
+         "kite", "bus", "deer", "robot", "girl", "farmer", "whale"]  # fmt: skip
+ADJECTIVES = ["red", "old", "small", "white", "young", "black"]
+LONG = [
+    "moves through a wide open landscape while the camera glides beside it in warm evening light, dust drifting",
+    "crosses a busy square at dusk as neon signs flicker on and the camera follows slowly from behind",
+    "stands on a hill under a stormy sky, grass bending in the wind while clouds race across the frame",
+]
+SHORT = ["in a quiet street.", "at noon.", "by the sea.", "in the rain."]
+
+
+def write_synthetic(run_dir: Path, n: int, seed: int = 0) -> None:
+    """A run of `n` round 0s (at most 120): the shorter candidate won, the rapo branch is it every other prompt."""
+    rng = random.Random(seed)
+    store = TrajectoryStore(run_dir / "trajectory.sqlite")
+    subjects = rng.sample([f"a {adjective} {noun}" for adjective in ADJECTIVES for noun in NOUNS], n)
+    store.start_run("synthetic", {"stage1": {"target": "short"}}, subjects)
+    for pid, subject in enumerate(subjects):
+        long_text, short_text = (
+            f"{subject.capitalize()} {rng.choice(LONG)}.",
+            f"{subject.capitalize()} {rng.choice(SHORT)}",
+        )
+        rapo, naive = (short_text, long_text) if pid % 2 else (long_text, short_text)
+        rapo_score, naive_score = (0.7, 0.3) if pid % 2 else (0.3, 0.7)
+        evaluations = [
+            Evaluation(iteration=0, index=0, prompt=rapo, scores={"temporal": rapo_score}),
+            Evaluation(iteration=0, index=1, prompt=naive, scores={"temporal": naive_score}),
+        ]
+        call = ToolCall(tool="refine_prompt", args={}, summary=f"rapo: {rapo}", seconds=0.0)
+        store.record("synthetic", pid, evaluations, [(0, call)])
+        store.finish("synthetic", pid, evaluations[0 if pid % 2 else 1], "budget")
+    store.close()
 
 
 def main() -> None:
     """Train each kind on `--splits` seeded splits and print its held-out accuracy beside the hand formula's."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, action="append", required=True, help="Run dirs; repeatable.")
+    parser.add_argument("--runs", type=Path, action="append", default=[], help="Run dirs; repeatable.")
+    parser.add_argument("--synthetic", type=int, default=0, help="Add a written run of N round 0s (see above).")
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--val-fraction", type=float, default=0.3)
     parser.add_argument("--kinds", default="logistic,lora", help="Comma-separated: logistic, lora.")
@@ -44,12 +84,19 @@ def main() -> None:
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     if not kinds or set(kinds) - set(NAMES):
         raise SystemExit(f"error: --kinds {args.kinds!r}: choose from {', '.join(NAMES)}")
+    if not args.runs and not args.synthetic:
+        raise SystemExit("error: pass --runs RUN_DIR (repeatable) or --synthetic N")
+    if not 0 <= args.synthetic <= len(NOUNS) * len(ADJECTIVES):
+        raise SystemExit(f"error: --synthetic {args.synthetic}: at most {len(NOUNS) * len(ADJECTIVES)}")
 
     embedder = Embedder()
     lora = TrainConfig(base=args.lora_base, steps=args.lora_steps, lr=args.lora_lr, max_len=args.max_len)
     learned: dict[str, list[float]] = {k: [] for k in kinds}
     hand, sizes = [], []
     with tempfile.TemporaryDirectory() as work:
+        if args.synthetic:
+            write_synthetic(Path(work) / "synthetic", args.synthetic)
+            args.runs.append(Path(work) / "synthetic")
         for seed in range(args.splits):
             reports = {}
             for kind in kinds:
