@@ -37,6 +37,10 @@ class ScriptedLLM:
         text = answers[min(self.calls.count(step) - 1, len(answers) - 1)]
         return Generation(text=text, new_tokens=len(text.split()), seconds=0.0)
 
+    def generate_many(self, conversations, seeds, decoding):
+        decodings = decoding if isinstance(decoding, list) else [decoding] * len(conversations)
+        return [self.generate(m, s, d) for m, s, d in zip(conversations, seeds, decodings, strict=True)]
+
 
 @pytest.fixture
 def lookup(tmp_path, embedder):

@@ -21,10 +21,10 @@ DEFAULT_LLM = "SmolLM2-135M-Instruct"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 _SAMPLING = threading.Lock()
-"""Held by every `LocalLLM` while it loads or answers. `_generate_batch` seeds torch's process-wide generator and
-then samples from it, and sets the tokenizer's padding side: two chats answered at once in one process (`rapo
-optimize --overlap`) could take each other's seed, so an answer would depend on the schedule. One lock for every
-instance, because an adapter's `plain()` copy shares that generator."""
+"""Held by every `LocalLLM` while it loads or answers: answering sets the tokenizer's padding side, and two batches
+at once on a CPU only slow each other (`rapo optimize --overlap` runs prompts side by side). Answers do not depend
+on it: each chat samples from its own seeded generator (`_row_sampler`). One lock for every instance, because an
+adapter's `plain()` copy shares the tokenizer's process."""
 
 
 class Decoding(BaseModel):
@@ -76,9 +76,12 @@ class ChatLLM(Protocol):
         ...
 
     def generate_many(
-        self, conversations: Sequence[list[dict[str, str]]], seeds: Sequence[int], decoding: Decoding
+        self,
+        conversations: Sequence[list[dict[str, str]]],
+        seeds: Sequence[int],
+        decoding: Decoding | Sequence[Decoding],
     ) -> list[Generation]:
-        """Answer many chats, batched or concurrently; answers in input order."""
+        """Answer many chats, batched or concurrently, each as it would be alone; answers in input order."""
         ...
 
 
@@ -202,43 +205,53 @@ class LocalLLM:
         return self._plain
 
     def generate(self, messages: list[dict[str, str]], seed: int, decoding: Decoding) -> Generation:
-        """Answer a chat; the same messages, seed and decoding give the same text.
+        """Answer a chat; the same messages, seed and decoding give the same text, alone or in a batch.
 
         Args:
             messages: chat turns, each {"role": "system" | "user" | "assistant", "content": ...}; a last
                 assistant turn is the start of the answer, which the model continues (the text excludes it).
-            seed: seeds torch's generator right before sampling.
+            seed: seeds this chat's own random generator (`_RowSampler`).
             decoding: sampling parameters.
         """
-        return self._generate_batch([messages], seed, decoding)[0]
+        return self._generate_batch([messages], [seed], [decoding])[0]
 
     def generate_many(
         self,
         conversations: Sequence[list[dict[str, str]]],
         seeds: Sequence[int],
-        decoding: Decoding,
+        decoding: Decoding | Sequence[Decoding],
         batch_size: int = 16,
     ) -> list[Generation]:
         """Answer many chats in left-padded batches of `batch_size`; answers in input order.
 
-        Each batch is seeded with its first chat's seed, so sampled answers depend on the batching; greedy
-        decoding (temperature 0) gives each chat the answer it gets alone, up to float rounding.
+        Every chat samples from its own seeded generator and stops at its own limits, so it gets the answer it gets
+        alone (up to float rounding between batch shapes). `decoding` is one for all, or one per chat; those of a
+        batch may differ only in `max_new_tokens` and `stop_after_words`.
         """
-        if len(conversations) != len(seeds):
-            raise ValueError(f"{len(conversations)} conversations but {len(seeds)} seeds")
+        decodings = [decoding] * len(conversations) if isinstance(decoding, Decoding) else list(decoding)
+        if not len(conversations) == len(seeds) == len(decodings):
+            raise ValueError(f"{len(conversations)} conversations, {len(seeds)} seeds, {len(decodings)} decodings")
         out: list[Generation] = []
         for start in range(0, len(conversations), batch_size):
-            chunk = list(conversations[start : start + batch_size])
-            out += self._generate_batch(chunk, seeds[start], decoding)
+            end = start + batch_size
+            out += self._generate_batch(list(conversations[start:end]), seeds[start:end], decodings[start:end])
         return out
 
-    def _generate_batch(self, batch: list[list[dict[str, str]]], seed: int, decoding: Decoding) -> list[Generation]:
-        with _SAMPLING:  # seeding, then sampling from torch's global generator: one chat at a time (see _SAMPLING)
-            return self._generate_locked(batch, seed, decoding)
+    def _generate_batch(
+        self, batch: list[list[dict[str, str]]], seeds: Sequence[int], decodings: Sequence[Decoding]
+    ) -> list[Generation]:
+        with _SAMPLING:  # the tokenizer's padding side is shared state (see _SAMPLING)
+            return self._generate_locked(batch, seeds, decodings)
 
-    def _generate_locked(self, batch: list[list[dict[str, str]]], seed: int, decoding: Decoding) -> list[Generation]:
+    def _generate_locked(
+        self, batch: list[list[dict[str, str]]], seeds: Sequence[int], decodings: Sequence[Decoding]
+    ) -> list[Generation]:
         import torch
 
+        shared = {d.model_dump(exclude={"max_new_tokens", "stop_after_words"}).__repr__() for d in decodings}
+        if len(shared) > 1:
+            raise ValueError("chats answered in one batch must share temperature, top_p and the penalties")
+        decoding = decodings[0]
         tokenizer, model = self._loaded
         started = time.perf_counter()
         tokenizer.padding_side = "left"  # generation continues every row from its last real token
@@ -250,25 +263,27 @@ class LocalLLM:
             batch, add_generation_prompt=not prefilled, continue_final_message=prefilled,
             return_tensors="pt", return_dict=True, padding=True,
         )  # fmt: skip
-        sampling = decoding.temperature > 0
-        torch.manual_seed(seed)
+        start = inputs["input_ids"].shape[1]
+        sampler = _row_sampler(seeds, decoding.temperature, decoding.top_p) if decoding.temperature > 0 else None
         with torch.inference_mode():
             output = model.generate(
                 **inputs,
-                max_new_tokens=decoding.max_new_tokens,
-                do_sample=sampling,
-                temperature=decoding.temperature if sampling else None,
-                top_p=decoding.top_p if sampling else None,
+                max_new_tokens=max(d.max_new_tokens for d in decodings),
+                do_sample=False,  # greedy over the row sampler's perturbed scores is sampling (see _row_sampler)
+                temperature=None,
+                top_p=None,
                 top_k=None,
                 repetition_penalty=decoding.repetition_penalty,
                 no_repeat_ngram_size=decoding.no_repeat_ngram_size,
                 pad_token_id=tokenizer.eos_token_id,
-                stopping_criteria=_stop_after_words(tokenizer, inputs["input_ids"].shape[1], decoding.stop_after_words),
+                logits_processor=sampler,
+                stopping_criteria=_row_limits(tokenizer, start, decodings),
             )
-        new = output[:, inputs["input_ids"].shape[1] :]  # (batch, new_tokens)
+        new = output[:, start:]  # (batch, new_tokens)
         seconds = round(time.perf_counter() - started, 3)
         answers = []
-        for row in new:
+        for row, limit in zip(new, decodings, strict=True):
+            row = row[: limit.max_new_tokens]
             ends = (row == tokenizer.eos_token_id).nonzero()
             tokens = int(ends[0, 0]) + 1 if len(ends) else int(row.shape[0])  # what follows the end is padding
             text = tokenizer.decode(row, skip_special_tokens=True).strip()
@@ -276,20 +291,55 @@ class LocalLLM:
         return answers
 
 
-def _stop_after_words(tokenizer, start: int, words: int | None):  # noqa: ANN001, ANN202 - transformers is lazy
-    """A stopping criterion: a row is done at the first sentence end after `words` words (None: no criterion)."""
-    if words is None:
-        return None
+def _row_sampler(seeds: Sequence[int], temperature: float, top_p: float):  # noqa: ANN202 - torch is lazy
+    """Sampling with one seeded generator per row, as a logits processor for greedy decoding (the Gumbel-max trick).
+
+    argmax(logits / T + Gumbel noise) is a sample from softmax(logits / T); top-p keeps the smallest set of tokens
+    with at least `top_p` of the mass, as transformers' TopPLogitsWarper does. Each row draws its noise from its own
+    generator, so a chat's answer is the same alone and in any batch: what batching needs to change nothing.
+    """
+    import torch
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class RowSampler(LogitsProcessor):
+        def __init__(self) -> None:
+            self.generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+
+        def __call__(self, input_ids, scores):  # noqa: ANN001, ANN204, D102
+            scores = scores.float() / temperature
+            if top_p < 1.0:
+                ordered, order = torch.sort(scores, descending=False)
+                mass = ordered.softmax(dim=-1).cumsum(dim=-1)
+                drop = mass <= 1 - top_p
+                drop[..., -1:] = False  # keep at least the most likely token
+                scores = scores.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+            uniform = torch.stack([torch.rand(scores.shape[1], generator=g) for g in self.generators])
+            gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1 - 1e-7)))
+            return scores + gumbel
+
+    return LogitsProcessorList([RowSampler()])
+
+
+def _row_limits(tokenizer, start: int, decodings: Sequence[Decoding]):  # noqa: ANN001, ANN202 - transformers is lazy
+    """Each row's own stops: its `max_new_tokens`, and the first sentence end after its `stop_after_words` words."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
-    class SentenceEnd(StoppingCriteria):
+    class RowLimits(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):  # noqa: ANN001, ANN204, D102
-            texts = tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
-            done = [t.rstrip().endswith((".", "!", "?")) and len(t.split()) >= words for t in texts]
+            made = input_ids.shape[1] - start
+            texts = None
+            done = []
+            for i, decoding in enumerate(decodings):
+                stop = made >= decoding.max_new_tokens
+                if not stop and decoding.stop_after_words is not None:
+                    texts = texts or tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+                    text = texts[i].rstrip()
+                    stop = text.endswith((".", "!", "?")) and len(text.split()) >= decoding.stop_after_words
+                done.append(stop)
             return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
-    return StoppingCriteriaList([SentenceEnd()])
+    return StoppingCriteriaList([RowLimits()])
 
 
 def _prefilled(batch: list[list[dict[str, str]]]) -> bool:

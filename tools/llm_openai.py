@@ -184,13 +184,20 @@ class OpenAILLM:
         return Generation(text=text, new_tokens=tokens, seconds=round(time.perf_counter() - started, 3))
 
     def generate_many(
-        self, conversations: Sequence[list[dict[str, str]]], seeds: Sequence[int], decoding: Decoding
+        self,
+        conversations: Sequence[list[dict[str, str]]],
+        seeds: Sequence[int],
+        decoding: Decoding | Sequence[Decoding],
     ) -> list[Generation]:
-        """Answer many chats with up to `concurrency` requests in flight; answers in input order."""
-        if len(conversations) != len(seeds):
-            raise ValueError(f"{len(conversations)} conversations but {len(seeds)} seeds")
+        """Answer many chats with up to `concurrency` requests in flight; answers in input order.
+
+        `decoding` is one for all, or one per chat.
+        """
+        decodings = [decoding] * len(conversations) if isinstance(decoding, Decoding) else list(decoding)
+        if not len(conversations) == len(seeds) == len(decodings):
+            raise ValueError(f"{len(conversations)} conversations, {len(seeds)} seeds, {len(decodings)} decodings")
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(lambda messages, seed: self.generate(messages, seed, decoding), conversations, seeds))
+            return list(pool.map(self.generate, conversations, seeds, decodings))
 
     def chat_model(self, temperature: float = 0.0, seed: int = 0):  # noqa: ANN201 - langchain-openai is optional
         """The same endpoint and model as a LangChain chat model, for tool calling (the `llm` controller)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -110,6 +112,41 @@ class Stage1Result(BaseModel):
     models: dict[str, object]
 
 
+@dataclass
+class _Job:
+    """One prompt on its way through `Stage1.run_many`."""
+
+    prompt: str
+    timings: dict[str, float]
+    started: float = 0.0
+    retrieval: Retrieval | None = None
+    chosen: list[Modifier] = field(default_factory=list)
+    entries: list[tuple[str, str, str]] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+
+
+@dataclass
+class _Ask:
+    """One branch of one job for the distilled rewriter: its answer once one passes, and what was refused."""
+
+    job: _Job
+    branch: Branch
+    details: list[str]
+    prefix: str
+    limit: int
+    decoding: Decoding
+    waits_for: _Ask | None = None
+    text: str | None = None
+    attempts: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+
+    def open(self, attempts: int) -> bool:
+        """Whether it still needs an answer and may ask now (a waiting branch: once the other failed for good)."""
+        if self.text is not None or self.attempts >= attempts:
+            return False
+        return self.waits_for is None or (self.waits_for.text is None and self.waits_for.attempts >= attempts)
+
+
 class Stage1:
     """The Stage 1 pipeline over a graph lookup and an LLM; both load lazily and once."""
 
@@ -177,39 +214,72 @@ class Stage1:
         Raises:
             ValueError: a pinned modifier is not among the retrieved ones.
         """
+        return self.run_many([prompt], seed, pin, ban)[0]
+
+    def run_many(
+        self, prompts: Sequence[str], seed: int = 0, pin: Sequence[str] = (), ban: Sequence[str] = ()
+    ) -> list[Stage1Result]:
+        """`run` for several prompts, each with `seed`, its LLM answers generated in shared batches.
+
+        Every prompt gets the result it gets alone (each answer samples from its own seeded generator, see
+        `tools/llm.py`; exact in float32, while bfloat16 rounds a batch's matrix products differently); batching
+        only shares the model's forward passes. The distilled rewriter's answers of every
+        prompt (and, with `both_branches`, of both branches) go in one batch per attempt; the plain model's dependent
+        steps run one prompt at a time. `timings` of a batched step are the batch's.
+
+        Raises:
+            PromptError: a prompt is empty or over-long (checked before any work).
+        """
         # 1. Check inputs
-        prompt = check_prompt(prompt)
-        timings: dict[str, float] = {"load": self.load()}
-        started = time.perf_counter()
-        rejected: list[Rejection] = []
-        step_seed = iter(range(seed * 1000, seed * 1000 + 1000))
+        prompts = [check_prompt(p) for p in prompts]
+        load = self.load()
+        jobs = [_Job(prompt=p, timings={"load": load}) for p in prompts]
 
         # 2. Retrieve modifiers and pick at most one per kind, best first; pinned ones first, banned ones never
-        retrieval, chosen = self._retrieve(prompt, pin, ban)
-        timings["retrieval"] = retrieval.seconds
-        added = " ".join(m.text for m in chosen)
+        for job in jobs:
+            job.started = time.perf_counter()
+            job.retrieval, job.chosen = self._retrieve(job.prompt, pin, ban)
+            job.timings["retrieval"] = job.retrieval.seconds
+
+        # 3-5. Write the candidates
         if self.llm.adapter_id is not None:
-            entries = self._distill(prompt, chosen, next(step_seed), rejected, timings)
+            self._distill(jobs, seed)
         else:
-            entries = self._plain(prompt, chosen, step_seed, rejected, timings)
+            # The plain model's steps depend on each other: one prompt at a time, or as many at once as a served
+            # LLM takes (each prompt's requests in its own thread).
+            def plain(job: _Job) -> None:
+                step_seed = iter(range(seed * 1000, seed * 1000 + 1000))
+                job.entries = self._plain(job.prompt, job.chosen, step_seed, job.rejected, job.timings)
+
+            workers = min(getattr(self.llm, "concurrency", 1), len(jobs))
+            if workers > 1:
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    list(pool.map(plain, jobs))
+            else:
+                for job in jobs:
+                    plain(job)
 
         # 6. Discriminate
+        return [self._result(job, seed) for job in jobs]
+
+    def _result(self, job: _Job, seed: int) -> Stage1Result:
         t = time.perf_counter()
-        candidates = self._score(prompt, added, entries)
+        added = " ".join(m.text for m in job.chosen)
+        candidates = self._score(job.prompt, added, job.entries)
         best = max(candidates, key=lambda c: (c.score, c.branch == "rapo"))
-        timings["discriminate"] = time.perf_counter() - t
-        timings["total"] = time.perf_counter() - started
+        job.timings["discriminate"] = time.perf_counter() - t
+        job.timings["total"] = time.perf_counter() - job.started
         return Stage1Result(
-            input=prompt,
+            input=job.prompt,
             prompt=best.text,
             branch=best.branch,
             why=_explain(best, candidates, self._target_words(), self.discriminator),
             candidates=candidates,
-            modifiers=retrieval.modifiers,
-            merged=[m.text for m in chosen],
-            scenes=retrieval.scenes,
-            rejected=rejected,
-            timings={k: round(v, 4) for k, v in timings.items()},
+            modifiers=job.retrieval.modifiers,
+            merged=[m.text for m in job.chosen],
+            scenes=job.retrieval.scenes,
+            rejected=job.rejected,
+            timings={k: round(v, 4) for k, v in job.timings.items()},
             seed=seed,
             settings=self.settings,
             target=self.profile,
@@ -264,10 +334,8 @@ class Stage1:
         naive_text, naive_step = (naive, "naive") if naive else (prompt, "input")
         return [("rapo", rapo_text, rapo_step), ("naive", naive_text, naive_step)]
 
-    def _distill(
-        self, prompt: str, chosen: list[Modifier], seed: int, rejected: list[Rejection], timings: dict[str, float]
-    ) -> list[tuple[str, str, str]]:
-        """The distilled steps 3-5: the rapo branch (modifiers woven in), else the naive one (the prompt alone).
+    def _distill(self, jobs: list[_Job], seed: int) -> None:
+        """The distilled steps 3-5 for every job: the rapo branch (modifiers woven in), else the naive one.
 
         One branch is written unless `both_branches`: an answer of about 100 words costs about 12 s on 2 CPU cores,
         and the discriminator prefers the branch that keeps the merged modifiers anyway. The naive branch is
@@ -275,44 +343,67 @@ class Stage1:
         forced prefix (the user's prompt), stops at a sentence end near the target profile's length, loses its
         sentences about smell, taste or sound, is cut to its maximum, and is guarded; a failed answer is asked
         again at a higher temperature. With every answer failed, the candidate is the prompt.
+
+        Every (job, branch) whose turn it is answers in one batch per attempt: attempt k of every branch samples
+        with seed * 10 + k, alone or batched.
         """
         t = time.perf_counter()
         target = self.profile
-        prefix = distill.answer_prefix(prompt)
-        limit = max(target.max_words, len(prefix.split()))
-        room = max(target.max_words - len(prefix.split()), 8)
-        decoding = self.settings.distill_decoding
-        decoding = decoding.model_copy(
-            update={
-                "max_new_tokens": min(decoding.max_new_tokens, round(room * TOKENS_PER_WORD)),
-                "stop_after_words": max(target.target_words - len(prefix.split()), 4),
-            }
+        base = self.settings.distill_decoding
+        asks: list[_Ask] = []
+        for job in jobs:
+            prefix = distill.answer_prefix(job.prompt)
+            room = max(target.max_words - len(prefix.split()), 8)
+            decoding = base.model_copy(
+                update={
+                    "max_new_tokens": min(base.max_new_tokens, round(room * TOKENS_PER_WORD)),
+                    "stop_after_words": max(target.target_words - len(prefix.split()), 4),
+                }
+            )
+            limit = max(target.max_words, len(prefix.split()))
+            details = [m.text for m in job.chosen]
+            branches = [("rapo", details), ("naive", [])] if job.chosen else [("naive", [])]
+            job_asks = [_Ask(job, b, d, prefix, limit, decoding) for b, d in branches]
+            if len(job_asks) == 2 and not self.settings.both_branches:
+                job_asks[1].waits_for = job_asks[0]  # the naive branch only when every rapo answer failed
+            asks += job_asks
+        while ready := [a for a in asks if a.open(self.settings.attempts)]:
+            attempt = min(a.attempts for a in ready)
+            self._answer([a for a in ready if a.attempts == attempt], seed * 10 + attempt, attempt)
+        seconds = time.perf_counter() - t
+        for job in jobs:
+            mine = [a for a in asks if a.job is job]
+            job.entries = [(a.branch, a.text, "distill") for a in mine if a.text is not None]
+            job.entries = job.entries or [("naive", job.prompt, "input")]
+            job.rejected += [r for a in mine for r in a.rejected]
+            job.timings["distill"] = seconds
+
+    def _answer(self, asks: list[_Ask], sample_seed: int, attempt: int) -> None:
+        """One batched attempt for `asks`: each answer is cleaned, cut, guarded; accepted or recorded as rejected."""
+        if not asks:
+            return
+        decodings = [
+            a.decoding.model_copy(update={"temperature": a.decoding.temperature + 0.3 * attempt}) for a in asks
+        ]
+        outs = self.llm.generate_many(
+            [distill.messages(a.job.prompt, a.details) for a in asks], [sample_seed] * len(asks), decodings
         )
-        requests = {"rapo": [m.text for m in chosen], "naive": []} if chosen else {"naive": []}
-        entries: list[tuple[str, str, str]] = []
-        for branch, details in requests.items():
-            if entries and not self.settings.both_branches:
-                break
-            for attempt in range(self.settings.attempts):
-                sampling = decoding.model_copy(update={"temperature": decoding.temperature + 0.3 * attempt})
-                sample_seed = seed * 10 + attempt
-                out = self.llm.generate(distill.messages(prompt, details), sample_seed, sampling)
-                text = guards.drop_non_visual(f"{prefix} {guards.clean(out.text)}".strip(), keep=prefix)
-                text = guards.trim_to_words(text, limit, keep=prefix)
-                reason = guards.check(prompt, text, limit, " ".join(details))
-                if reason is None and len(text.split()) <= len(prefix.split()):
-                    reason = "adds nothing to the prompt"
-                if reason is None:
-                    entries.append((branch, text, "distill"))
-                    break
-                rejected.append(
-                    Rejection(
-                        step=f"{distill.TEMPLATE}:{branch}", text=text, reason=reason, seed=sample_seed,
-                        temperature=sampling.temperature,
-                    )
-                )  # fmt: skip
-        timings["distill"] = time.perf_counter() - t
-        return entries or [("naive", prompt, "input")]
+        for ask, out, sampling in zip(asks, outs, decodings, strict=True):
+            ask.attempts += 1
+            text = guards.drop_non_visual(f"{ask.prefix} {guards.clean(out.text)}".strip(), keep=ask.prefix)
+            text = guards.trim_to_words(text, ask.limit, keep=ask.prefix)
+            reason = guards.check(ask.job.prompt, text, ask.limit, " ".join(ask.details))
+            if reason is None and len(text.split()) <= len(ask.prefix.split()):
+                reason = "adds nothing to the prompt"
+            if reason is None:
+                ask.text = text
+                continue
+            ask.rejected.append(
+                Rejection(
+                    step=f"{distill.TEMPLATE}:{ask.branch}", text=text, reason=reason, seed=sample_seed,
+                    temperature=sampling.temperature,
+                )
+            )  # fmt: skip
 
     def _target_words(self) -> int:
         """The length the discriminator prefers: the profile's with an adapter, the graph captions' without."""

@@ -54,6 +54,15 @@ def refine(
     target: TargetOpt = None,
     discriminator: DiscriminatorOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as one JSON object.")] = False,
+    batch: Annotated[
+        int | None,
+        typer.Option(
+            help="--file prompts put through Stage 1 together (default: a served LLM's concurrency, 8 for a local "
+            "float32 model, else 1).",
+            min=1,
+            max=64,
+        ),
+    ] = None,
     local: Annotated[
         bool, typer.Option("--local", help="Load the models here even when a `rapo serve` with them runs.")
     ] = False,
@@ -90,7 +99,7 @@ def refine(
         result = pipeline.run(prompt, seed)
         stdout.print_json(result.model_dump_json()) if as_json else typer.echo(result.prompt)
         return
-    refine_file(pipeline, prompts, out, seed)
+    refine_file(pipeline, prompts, out, seed, batch)
 
 
 def main() -> None:

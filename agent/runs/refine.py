@@ -6,7 +6,6 @@ Light to import (no LangChain or LangGraph): every command that opens a graph im
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent.runs.refine_client import RemoteStage1, ServerIdentity, find_server, identity
@@ -22,7 +21,7 @@ from tools.discriminator import LearnedDiscriminator
 from tools.llm_backends import make_llm
 from tools.profiles import TargetName, profile
 from tools.retrieval import GraphLookup
-from tools.stage1 import Stage1, Stage1Settings
+from tools.stage1 import Stage1, Stage1Settings, check_prompt
 
 
 def stage1_pipeline(
@@ -112,34 +111,41 @@ def read_prompts(file: Path) -> list[tuple[int, str]]:
     return [(number, text.strip()) for number, text in read_lines(file) if text.strip()]
 
 
-def refine_file(pipeline: Stage1 | RemoteStage1, prompts: list[tuple[int, str]], out: Path | None, seed: int) -> None:
+def refine_file(
+    pipeline: Stage1 | RemoteStage1,
+    prompts: list[tuple[int, str]],
+    out: Path | None,
+    seed: int,
+    batch: int | None = None,
+) -> None:
     """Refine every (line number, prompt) and write one JSON line each, in input order.
 
     With `out`, lines go to `out.partial` as they finish; a rerun after a crash skips the lines
     already there, and the file is renamed to `out` when every line is done. A prompt that fails
-    becomes a line with an `error` field and the batch goes on. With a served LLM, up to its
-    `concurrency` prompts are refined at once (their requests overlap on the server); lines are
-    still written in input order.
+    becomes a line with an `error` field and the batch goes on. Prompts go through Stage 1 `batch` at a time
+    (`Stage1.run_many`: their LLM answers share forward passes, each answer as it would be alone); by default as
+    many as a served LLM takes at once (`concurrency`), 8 for a local float32 model, one at a time otherwise
+    (bfloat16 rounds a batch differently from a single prompt, so its answers would depend on their neighbours).
     """
     partial = out.with_name(out.name + ".partial") if out else None
     done = _finished_lines(partial) if partial else set()
     todo = [(number, prompt) for number, prompt in prompts if number not in done]
-    workers = getattr(pipeline.llm, "concurrency", 1)
+    size = batch or default_batch(pipeline)
     if todo:
-        pipeline.load()  # once, before any thread needs it
+        pipeline.load()  # once, before the first batch
     sink = partial.open("a", encoding="utf-8") if partial else None
     try:
-        with progress_bar() as bar, ThreadPoolExecutor(max_workers=workers) as pool:
+        with progress_bar() as bar:
             task = bar.add_task("refining", total=len(prompts), completed=len(done))
-            mapper = pool.map if workers > 1 else map  # one at a time: in this thread, as before
-            for record in mapper(lambda item: _refine_line(pipeline, *item, seed), todo):
-                line = jsonl_line(record)
-                if sink:
-                    sink.write(line + "\n")
-                    sink.flush()
-                else:
-                    stdout.print(line, markup=False, highlight=False, soft_wrap=True)
-                bar.advance(task)
+            for start in range(0, len(todo), size):
+                for record in _refine_lines(pipeline, todo[start : start + size], seed):
+                    line = jsonl_line(record)
+                    if sink:
+                        sink.write(line + "\n")
+                        sink.flush()
+                    else:
+                        stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+                    bar.advance(task)
     finally:
         if sink:
             sink.close()
@@ -148,13 +154,43 @@ def refine_file(pipeline: Stage1 | RemoteStage1, prompts: list[tuple[int, str]],
         stderr.print(f"wrote {len(prompts)} lines to {out}", markup=False, highlight=False)
 
 
-def _refine_line(pipeline: Stage1 | RemoteStage1, number: int, prompt: str, seed: int) -> dict:
-    """The output record of one line: the result, or the error that stopped it."""
-    try:
-        return {"line": number, **pipeline.run(prompt, seed).model_dump(mode="json")}
-    except RapoError as exc:
-        stderr.print(f"line {number}: {exc}", markup=False, highlight=False)
-        return {"line": number, "input": prompt[:200], "error": str(exc)}
+def default_batch(pipeline: Stage1 | RemoteStage1) -> int:
+    """How many prompts `refine_file` puts through Stage 1 together by default (see there)."""
+    if isinstance(pipeline, RemoteStage1):
+        return 1
+    concurrency = getattr(pipeline.llm, "concurrency", None)
+    if concurrency:
+        return int(concurrency)
+    return 8 if pipeline.llm.dtype == "float32" else 1
+
+
+def _refine_lines(pipeline: Stage1 | RemoteStage1, items: list[tuple[int, str]], seed: int) -> list[dict]:
+    """The output records of some lines: results, or the error that stopped each line."""
+    records: dict[int, dict] = {}
+    good = []
+    for number, prompt in items:
+        try:
+            good.append((number, check_prompt(prompt)))
+        except RapoError as exc:
+            records[number] = _error_line(number, prompt, exc)
+    if len(good) > 1:
+        try:
+            results = pipeline.run_many([p for _, p in good], seed)
+            records |= {n: {"line": n, **r.model_dump(mode="json")} for (n, _), r in zip(good, results, strict=True)}
+            good = []
+        except RapoError:
+            pass  # one line's failure: each line alone, so the others still get their results
+    for number, prompt in good:
+        try:
+            records[number] = {"line": number, **pipeline.run(prompt, seed).model_dump(mode="json")}
+        except RapoError as exc:
+            records[number] = _error_line(number, prompt, exc)
+    return [records[number] for number, _ in items]
+
+
+def _error_line(number: int, prompt: str, exc: RapoError) -> dict:
+    stderr.print(f"line {number}: {exc}", markup=False, highlight=False)
+    return {"line": number, "input": prompt[:200], "error": str(exc)}
 
 
 def _finished_lines(partial: Path) -> set[int]:

@@ -97,6 +97,10 @@ class RemoteStage1:
     def load(self) -> None:
         """Nothing to load: the server has."""
 
+    def run_many(self, prompts: list[str], seed: int = 0) -> list[Stage1Result]:
+        """`run` for each prompt, one request at a time (the server runs one prompt at a time anyway)."""
+        return [self.run(prompt, seed) for prompt in prompts]
+
     def run(self, prompt: str, seed: int = 0) -> Stage1Result:
         """One prompt through the server's Stage 1; the server's errors come back as RapoError."""
         body = json.dumps({"prompt": prompt, "seed": seed, "settings": self.settings.model_dump(mode="json")})
