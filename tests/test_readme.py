@@ -33,6 +33,9 @@ EXAMPLES: dict[str, str | None] = {
     'rapo refine --graph my.graph --llm ~/models/Qwen2.5-1.5B-Instruct --top-k 5 --threshold 0.45 "..."': (
         "needs a model folder the user downloads (tests/test_cli.py passes --llm a local folder)"
     ),
+    "rapo refine --file prompts.txt --out batched.jsonl --batch 8": None,
+    "rapo serve": "a server that runs until stopped (tests/test_serve.py starts one and refines through it)",
+    'rapo refine "a cat on a sofa"': None,
     "rapo graph build captions.tsv --graph my.graph --where modality=video": None,
     "rapo graph import-rapo ./graph/graph_test1 --graph rapo.graph": None,
     "rapo graph stats --graph my.graph": None,
@@ -170,6 +173,7 @@ def scratch(tmp_path_factory, embedder):
 # Files an example must leave behind, beyond exiting 0.
 WRITES = {
     "rapo refine --file prompts.txt --out refined.jsonl": ["refined.jsonl"],
+    "rapo refine --file prompts.txt --out batched.jsonl --batch 8": ["batched.jsonl"],
     "rapo graph build captions.tsv --graph my.graph --where modality=video": ["my.graph"],
     "rapo graph import-rapo ./graph/graph_test1 --graph rapo.graph": ["rapo.graph"],
     "rapo graph build my_captions.tsv --graph ~/graphs/video.graph --where modality=video": ["home/graphs/video.graph"],
