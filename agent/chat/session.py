@@ -41,7 +41,7 @@ class ChatSettings(BaseModel):
     graph: str | None = Field(None, description="Relation graph file or Neo4j URL; None: $RAPO_GRAPH or the default.")
     llm: str | None = Field(None, description="Local causal LM folder; None: $RAPO_LLM or SmolLM2-135M-Instruct.")
     adapter: str | None = Field(None, description="PEFT LoRA adapter folder on top of the LLM.")
-    generator: str | None = Field(None, description="tiny-wan, tiny-cogvideox or a pipeline folder; None: no videos.")
+    generator: str | None = Field(None, description="A tiny-* spec or a pipeline folder; None: no videos.")
     critics: list[str] = Field(default_factory=list, description="Critics that score the videos.")
     config: SSPOConfig = Field(default_factory=SSPOConfig)
 

@@ -12,6 +12,7 @@ from rich.table import Table
 from agent.cli.options import AdapterOpt, GraphOpt, LlmOpt, SeedOpt
 from rapo_common import RapoError, rapo_home, stderr, stdout
 from tools.critics.registry import CRITIC_NAMES
+from tools.tiny_pipelines import TINY_SPECS
 
 if TYPE_CHECKING:
     from agent.chat.session import ChatSession, ChatStore, ChatView
@@ -39,7 +40,7 @@ def chat_cmd(
     list_: Annotated[bool, typer.Option("--list", help="List the sessions and exit.")] = False,
     home: ChatHomeOpt = None,
     generator: Annotated[
-        str | None, typer.Option(help="tiny-wan, tiny-cogvideox or a pipeline folder, to make videos (default: none).")
+        str | None, typer.Option(help=f"{', '.join(TINY_SPECS)} or a pipeline folder, to make videos (default: none).")
     ] = None,
     critics: Annotated[str, typer.Option(help=f"Comma-separated, of: {', '.join(CRITIC_NAMES)}.")] = "flow,temporal",
     candidates: Annotated[int, typer.Option(help="Candidates per step.", min=1, max=8)] = 2,

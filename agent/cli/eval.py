@@ -11,6 +11,7 @@ from rich.table import Table
 
 from agent.cli.options import GraphOpt, LlmOpt, TargetOpt
 from rapo_common import RapoError, stderr, stdout
+from tools.tiny_pipelines import TINY_SPECS
 
 eval_app = typer.Typer(help="Benchmark samples and scores: the paper's tables, from one run.", no_args_is_help=True)
 
@@ -28,9 +29,9 @@ def sample_cmd(
             "not needed when --out holds a finished run."
         ),  # fmt: skip
     ] = None,
-    generator: Annotated[str, typer.Option(help="tiny-wan, tiny-cogvideox, or a diffusers pipeline folder.")] = (
-        "tiny-wan"
-    ),
+    generator: Annotated[
+        str, typer.Option(help=f"{', '.join(TINY_SPECS)} (tiny random pipelines), or a diffusers pipeline folder.")
+    ] = "tiny-wan",
     rounds: Annotated[str, typer.Option(help="SSPO rounds whose best prompt is rendered, e.g. 0,2,4.")] = "0,2,4",
     seeds: Annotated[
         int | None, typer.Option(help="Videos per prompt and variant (default: vbench 5, others 1).", min=1, max=100)

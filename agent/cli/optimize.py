@@ -15,6 +15,7 @@ from agent.runs.refine import open_graph
 from agent.settings import Settings
 from rapo_common import RapoError, stderr, stdout
 from tools.critics.registry import CRITIC_NAMES
+from tools.tiny_pipelines import TINY_SPECS
 
 runs_app = typer.Typer(help="Inspect and export optimisation runs.", no_args_is_help=True)
 
@@ -53,7 +54,7 @@ def optimize_cmd(
     prompts_file: Annotated[Path, typer.Argument(help="Prompts: .txt (one per line), .jsonl, or VBench's .json.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run dir: videos, stores, best_prompts.jsonl.")],
     generator: Annotated[
-        str, typer.Option(help="tiny-wan, tiny-cogvideox, or a local diffusers pipeline folder.")
+        str, typer.Option(help=f"{', '.join(TINY_SPECS)} (tiny random pipelines), or a diffusers pipeline folder.")
     ] = "tiny-wan",
     critics: Annotated[
         str, typer.Option(help=f"Comma-separated, of: {', '.join(CRITIC_NAMES)}.")

@@ -33,7 +33,7 @@ from tools.stage1 import Stage1, Stage1Settings
 class RunSpec(BaseModel):
     """A run's settings as every process rebuilds them: sent to each Ray worker, so plain data only."""
 
-    generator: str | None = Field(description="tiny-wan, tiny-cogvideox, a diffusers pipeline folder; None: no videos.")
+    generator: str | None = Field(description="A tiny-* spec or a pipeline folder; None: no videos.")
     cpu_offload: bool = False
     vae_tiling: bool = False
     critics: list[str] = Field(description="Critic names, in scoring order.")
