@@ -57,7 +57,7 @@ def refine(
     batch: Annotated[
         int | None,
         typer.Option(
-            help="--file prompts put through Stage 1 together (default: a served LLM's concurrency, 8 for a local "
+            help="--file prompts put through Stage 1 together (default: a served LLM's concurrency, 16 for a local "
             "float32 model, else 1).",
             min=1,
             max=64,

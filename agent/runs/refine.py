@@ -124,7 +124,7 @@ def refine_file(
     already there, and the file is renamed to `out` when every line is done. A prompt that fails
     becomes a line with an `error` field and the batch goes on. Prompts go through Stage 1 `batch` at a time
     (`Stage1.run_many`: their LLM answers share forward passes, each answer as it would be alone); by default as
-    many as a served LLM takes at once (`concurrency`), 8 for a local float32 model, one at a time otherwise
+    many as a served LLM takes at once (`concurrency`), 16 for a local float32 model, one at a time otherwise
     (bfloat16 rounds a batch differently from a single prompt, so its answers would depend on their neighbours).
     """
     partial = out.with_name(out.name + ".partial") if out else None
@@ -161,7 +161,7 @@ def default_batch(pipeline: Stage1 | RemoteStage1) -> int:
     concurrency = getattr(pipeline.llm, "concurrency", None)
     if concurrency:
         return int(concurrency)
-    return 8 if pipeline.llm.dtype == "float32" else 1
+    return 16 if pipeline.llm.dtype == "float32" else 1
 
 
 def _refine_lines(pipeline: Stage1 | RemoteStage1, items: list[tuple[int, str]], seed: int) -> list[dict]:
