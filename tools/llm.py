@@ -248,7 +248,7 @@ class LocalLLM:
     ) -> list[Generation]:
         import torch
 
-        shared = {d.model_dump(exclude={"max_new_tokens", "stop_after_words"}).__repr__() for d in decodings}
+        shared = {d.model_dump_json(exclude={"max_new_tokens", "stop_after_words"}) for d in decodings}
         if len(shared) > 1:
             raise ValueError("chats answered in one batch must share temperature, top_p and the penalties")
         decoding = decodings[0]

@@ -9,7 +9,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agent.cli.options import GraphOpt, LlmOpt, TargetOpt
+from agent.cli.options import (
+    CpuOffloadOpt,
+    FramesOpt,
+    GraphOpt,
+    GuidanceOpt,
+    HeightOpt,
+    LlmOpt,
+    StepsOpt,
+    TargetOpt,
+    VaeTilingOpt,
+    WidthOpt,
+)
 from rapo_common import RapoError, stderr, stdout
 from tools.tiny_pipelines import TINY_SPECS
 
@@ -37,13 +48,13 @@ def sample_cmd(
         int | None, typer.Option(help="Videos per prompt and variant (default: vbench 5, others 1).", min=1, max=100)
     ] = None,
     seed_base: Annotated[int, typer.Option(help="Video i of a prompt uses seed SEED_BASE + i.", min=0)] = 0,
-    frames: Annotated[int, typer.Option(help="Frames per video.", min=1)] = 9,
-    height: Annotated[int, typer.Option(help="Video height.", min=8)] = 64,
-    width: Annotated[int, typer.Option(help="Video width.", min=8)] = 64,
-    steps: Annotated[int, typer.Option(help="Denoising steps.", min=1)] = 2,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 5.0,
-    cpu_offload: Annotated[bool, typer.Option(help="Offload idle pipeline parts to the CPU.")] = False,
-    vae_tiling: Annotated[bool, typer.Option(help="Decode the VAE in tiles (less memory).")] = False,
+    frames: FramesOpt = 9,
+    height: HeightOpt = 64,
+    width: WidthOpt = 64,
+    steps: StepsOpt = 2,
+    guidance: GuidanceOpt = 5.0,
+    cpu_offload: CpuOffloadOpt = False,
+    vae_tiling: VaeTilingOpt = False,
     critics: Annotated[str, typer.Option(help="The loop's critics, when it runs here.")] = "flow,temporal,imaging",
     graph: GraphOpt = None,
     llm: LlmOpt = None,

@@ -10,7 +10,22 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from agent.cli.options import AdapterOpt, DiscriminatorOpt, GraphOpt, JsonOpt, LlmOpt, SeedOpt, TargetOpt
+from agent.cli.options import (
+    AdapterOpt,
+    CpuOffloadOpt,
+    DiscriminatorOpt,
+    FramesOpt,
+    GraphOpt,
+    GuidanceOpt,
+    HeightOpt,
+    JsonOpt,
+    LlmOpt,
+    SeedOpt,
+    StepsOpt,
+    TargetOpt,
+    VaeTilingOpt,
+    WidthOpt,
+)
 from agent.runs.refine import open_graph
 from agent.settings import Settings
 from rapo_common import RapoError, stderr, stdout
@@ -64,13 +79,13 @@ def optimize_cmd(
     max_videos: Annotated[int, typer.Option(help="Videos per prompt at most.", min=1)] = 12,
     max_seconds: Annotated[float | None, typer.Option(help="Wall-clock budget per prompt.")] = None,
     threshold: Annotated[list[str], typer.Option(help="METRIC=VALUE that ends the loop; repeatable.")] = [],  # noqa: B006
-    frames: Annotated[int, typer.Option(help="Frames per video.", min=1)] = 9,
-    height: Annotated[int, typer.Option(help="Video height.", min=8)] = 64,
-    width: Annotated[int, typer.Option(help="Video width.", min=8)] = 64,
-    steps: Annotated[int, typer.Option(help="Denoising steps.", min=1)] = 2,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 5.0,
-    cpu_offload: Annotated[bool, typer.Option(help="Offload idle pipeline parts to the CPU.")] = False,
-    vae_tiling: Annotated[bool, typer.Option(help="Decode the VAE in tiles (less memory).")] = False,
+    frames: FramesOpt = 9,
+    height: HeightOpt = 64,
+    width: WidthOpt = 64,
+    steps: StepsOpt = 2,
+    guidance: GuidanceOpt = 5.0,
+    cpu_offload: CpuOffloadOpt = False,
+    vae_tiling: VaeTilingOpt = False,
     graph: GraphOpt = None,
     llm: LlmOpt = None,
     adapter: AdapterOpt = None,

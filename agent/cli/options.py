@@ -50,3 +50,12 @@ DiscriminatorOpt = Annotated[
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for every sampled step (default: $RAPO_SEED or 0).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+# The video generator's options, shared by `rapo optimize` and `rapo eval sample`.
+FramesOpt = Annotated[int, typer.Option(help="Frames per video.", min=1)]
+HeightOpt = Annotated[int, typer.Option(help="Video height.", min=8)]
+WidthOpt = Annotated[int, typer.Option(help="Video width.", min=8)]
+StepsOpt = Annotated[int, typer.Option(help="Denoising steps.", min=1)]
+GuidanceOpt = Annotated[float, typer.Option(help="Classifier-free guidance scale.")]
+CpuOffloadOpt = Annotated[bool, typer.Option(help="Offload idle pipeline parts to the CPU.")]
+VaeTilingOpt = Annotated[bool, typer.Option(help="Decode the VAE in tiles (less memory).")]

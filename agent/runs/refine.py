@@ -156,9 +156,7 @@ def refine_file(
 
 def default_batch(pipeline: Stage1 | RemoteStage1) -> int:
     """How many prompts `refine_file` puts through Stage 1 together by default (see there)."""
-    if isinstance(pipeline, RemoteStage1):
-        return 1
-    concurrency = getattr(pipeline.llm, "concurrency", None)
+    concurrency = getattr(pipeline.llm, "concurrency", None)  # a served LLM's, or 1 for `rapo serve`'s
     if concurrency:
         return int(concurrency)
     return 16 if pipeline.llm.dtype == "float32" else 1
