@@ -28,7 +28,10 @@ class Settings(BaseModel):
     )
     llm_dtype: str = Field(
         default_factory=lambda: _env("RAPO_LLM_DTYPE", "auto"),
-        description="auto, bfloat16 or float32 ($RAPO_LLM_DTYPE); auto picks the CPU's fastest.",
+        description=(
+            "auto, q8_0, f16, f32 (llama.cpp), bfloat16 or float32 (transformers) ($RAPO_LLM_DTYPE); auto picks "
+            "q8_0 for the default LLM when llama-cpp-python is installed, else the CPU's fastest."
+        ),
     )
     seed: int = Field(default_factory=lambda: int(_env("RAPO_SEED", "0")), description="Base seed ($RAPO_SEED).")
     target: str = Field(
