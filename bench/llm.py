@@ -1,12 +1,13 @@
-"""Benchmark the rewriter's two backends on the same machine: 64 rewrites, local transformers vs a vLLM server.
+"""Benchmark the rewriter's backends on the same machine: 64 rewrites, transformers, llama.cpp and a vLLM server.
 
     .venv/bin/python bench/llm.py                         # starts a vLLM server with scripts/vllm-local, then stops it
     .venv/bin/python bench/llm.py --vllm openai:http://127.0.0.1:18000/v1#SmolLM2-135M-Instruct   # an existing server
 
-Both backends get the same chats (the `naive_rewrite` template over VBench prompts, or built-in ones without
-../shared/data), greedy decoding and the same token limit. The local backend answers in left-padded batches
-(`LocalLLM.generate_many`), the server concurrently (`OpenAILLM.generate_many`). Prints prompts/s and generated
-tokens/s of each and their ratio; writes `bench/.work/llm.json`.
+Every backend gets the same chats (the `naive_rewrite` template over VBench prompts, or built-in ones without
+../shared/data), greedy decoding and the same token limit. Transformers answers in left-padded batches
+(`LocalLLM.generate_many`, in --dtype), llama.cpp one chat at a time (`LlamaCppLLM`, Q8_0), the server concurrently
+(`OpenAILLM.generate_many`). Prints prompts/s and generated tokens/s of each and their ratios to transformers;
+writes `bench/.work/llm.json`. `--no-vllm` leaves the server out.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from prompts.loader import load_template
 from tools.llm import Decoding, LocalLLM
+from tools.llm_llamacpp import LlamaCppLLM
 from tools.llm_openai import OpenAILLM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +58,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16, help="Local backend's batch.")
     parser.add_argument("--concurrency", type=int, default=16, help="Requests in flight to the server.")
+    parser.add_argument("--dtype", default="float32", help="Transformers' dtype (float32 on a CPU without AVX-512).")
     parser.add_argument("--vllm", help="openai:URL#MODEL of a running server (default: start one).")
+    parser.add_argument("--no-vllm", action="store_true", help="Leave the vLLM server out.")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / ".work")
     args = parser.parse_args()
 
@@ -66,30 +70,35 @@ def main() -> None:
                         no_repeat_ngram_size=0)  # fmt: skip
     rows = []
 
-    # 1. Local transformers, batched (loading is not timed)
-    local = LocalLLM()
+    # 1. Local transformers, batched; 2. llama.cpp, one chat at a time (loading is not timed)
+    local = LocalLLM(dtype=args.dtype)
     local.load()
     batched = partial(local.generate_many, batch_size=args.batch_size)
     rows.append(measure(f"transformers ({local.dtype}, batch {args.batch_size})", batched, chats, decoding))
+    llamacpp = LlamaCppLLM("q8_0")
+    llamacpp.load()
+    rows.append(measure("llama.cpp (q8_0, one at a time)", llamacpp.generate_many, chats, decoding))
 
-    # 2. vLLM, concurrent requests
-    env = {**os.environ, "RAPO_VLLM_DIR": str(ROOT / ".vllm-local" / "bench")}
-    spec = args.vllm
-    if spec is None:
-        start = [str(ROOT / "scripts" / "vllm-local"), "start"]
-        spec = subprocess.run(["bash", *start], env=env, check=True, capture_output=True, text=True).stdout.strip()
-    try:
-        served = OpenAILLM(spec, concurrency=args.concurrency)
-        served.generate(chats[0], 0, decoding)  # warm-up, not timed
-        rows.append(measure(f"vLLM ({args.concurrency} in flight)", served.generate_many, chats, decoding))
-    finally:
-        if args.vllm is None:
-            subprocess.run(["bash", str(ROOT / "scripts" / "vllm-local"), "stop"], env=env, check=False)
+    # 3. vLLM, concurrent requests
+    if not args.no_vllm:
+        env = {**os.environ, "RAPO_VLLM_DIR": str(ROOT / ".vllm-local" / "bench")}
+        spec = args.vllm
+        if spec is None:
+            start = [str(ROOT / "scripts" / "vllm-local"), "start"]
+            spec = subprocess.run(["bash", *start], env=env, check=True, capture_output=True, text=True).stdout.strip()
+        try:
+            served = OpenAILLM(spec, concurrency=args.concurrency)
+            served.generate(chats[0], 0, decoding)  # warm-up, not timed
+            rows.append(measure(f"vLLM ({args.concurrency} in flight)", served.generate_many, chats, decoding))
+        finally:
+            if args.vllm is None:
+                subprocess.run(["bash", str(ROOT / "scripts" / "vllm-local"), "stop"], env=env, check=False)
 
-    ratio = rows[1]["prompts_per_s"] / rows[0]["prompts_per_s"]
-    print(f"vLLM / transformers: {ratio:.2f}x prompts/s")
+    ratios = {row["backend"]: round(row["prompts_per_s"] / rows[0]["prompts_per_s"], 2) for row in rows[1:]}
+    for backend, ratio in ratios.items():
+        print(f"{backend} / transformers: {ratio:.2f}x prompts/s")
     args.work.mkdir(parents=True, exist_ok=True)
-    (args.work / "llm.json").write_text(json.dumps({"rows": rows, "ratio": round(ratio, 2)}, indent=2))
+    (args.work / "llm.json").write_text(json.dumps({"rows": rows, "ratios": ratios}, indent=2))
 
 
 if __name__ == "__main__":

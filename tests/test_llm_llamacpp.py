@@ -93,3 +93,20 @@ def test_llamacpp_answers_are_seeded_and_stop_at_their_limits() -> None:
     assert worded.text.endswith((".", "!", "?")) or worded.new_tokens == 40
     greedy = Decoding(max_new_tokens=12, temperature=0.0)
     assert llm.generate(CHAT, 1, greedy).text == llm.generate(CHAT, 2, greedy).text  # greedy ignores the seed
+
+
+def test_llamacpp_answers_do_not_depend_on_the_chats_before() -> None:
+    """Reusing the cached system turn or a retried chat's prompt gives the answer a fresh process gives."""
+    needs_llamacpp()
+    other = distill.messages("a red car driving at night", ["neon lights"])
+    sampling = Decoding(max_new_tokens=30, temperature=0.7, top_p=0.9)
+    warm = make_llm(None, "q8_0", DEFAULT_ADAPTER)
+    first = warm.generate(CHAT, 5, sampling)  # from an empty cache
+    retried = warm.generate(CHAT, 6, sampling)  # the whole prompt reused
+    after_other = [warm.generate(other, 5, sampling), warm.generate(CHAT, 5, sampling)]  # the system turn reused
+    fresh = make_llm(None, "q8_0", DEFAULT_ADAPTER)
+    assert after_other[1].text == first.text
+    ids = warm._loaded[0].apply_chat_template([CHAT], continue_final_message=True, return_dict=True)["input_ids"][0]
+    assert torch.equal(warm._prefill(CHAT, ids), fresh._prefill(CHAT, ids))  # bit for bit
+    assert fresh.generate(other, 5, sampling).text == after_other[0].text
+    assert make_llm(None, "q8_0", DEFAULT_ADAPTER).generate(CHAT, 6, sampling).text == retried.text

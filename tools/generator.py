@@ -318,50 +318,20 @@ class VideoGenerator:
         # 1. Check inputs
         self.check_inputs(prompt, seed, params)
 
-        # 2. Look the video up in the cache, holding its key's lock so two processes never both make it
+        # 2. Look the video up in the cache, holding its key's lock so two processes (or threads) never both make it
         key = video_key(self.model_id, prompt, seed, params)
         videos = Path(out_dir) / "videos"
         mp4, sidecar, log = videos / f"{key}.mp4", videos / f"{key}.json", videos / "generation.log"
-        with self._lock, _file_lock(videos / ".locks" / f"{key}.lock"):
+        with _file_lock(videos / ".locks" / f"{key}.lock"):
             if mp4.is_file():
                 return self._cached(key, mp4, sidecar, log, prompt, seed, params)
+            # 3-5. Render, one pipeline call at a time in this process
+            with self._lock:
+                frames, seconds = self._render(prompt, seed, params)
 
-            # 3. Load the pipeline (once) and check the sizes it needs
-            self.load()
-            self.check_inputs(prompt, seed, params)
-
-            # 4. Prepare the call, in the names this pipeline class uses
-            import torch
-
-            call = self._call
-            kwargs: dict[str, Any] = {
-                "prompt": prompt,
-                call.frames: params.num_frames,
-                call.height: params.height,
-                call.width: params.width,
-                call.steps: params.num_inference_steps,
-                call.guidance: params.guidance_scale,
-                "generator": torch.Generator(self.device).manual_seed(seed),
-                **call.fixed,
-                **self._call_kwargs,
-            }
-            if params.negative_prompt is not None and call.negative_prompt:
-                kwargs[call.negative_prompt] = params.negative_prompt
-            self._warn_frame_rate(params)
-            if self._accepts is None or "output_type" in self._accepts:
-                kwargs["output_type"] = "np"
-
-            # 5. Denoise and decode
-            started = time.perf_counter()
-            frames = _frames_of(self._pipe(**kwargs), self.model_id)  # (F, H, W, 3)
-            seconds = time.perf_counter() - started
-            if frames.shape[:3] != (params.num_frames, params.height, params.width):
-                logger.warning(
-                    "%s returned %s frames of %sx%s for num_frames=%s, %sx%s; the mp4 keeps what it returned",
-                    self.model_id, *frames.shape[:3], params.num_frames, params.height, params.width,
-                )  # fmt: skip
-
-            # 6. Write the mp4, the audit-log line, then the record (its presence completes the cache entry)
+            # 6. Write the mp4, the audit-log line, then the record (its presence completes the cache entry). Outside
+            # the pipeline's lock: under `rapo optimize --overlap` the next video renders meanwhile (the write of a
+            # 480x832, 81-frame mp4 takes about 1.4 s).
             write_video(frames, mp4, fps=params.fps)
             line = {"key": key, "model_id": self.model_id, "prompt": prompt, "seed": seed, "seconds": round(seconds, 4),
                     "pid": os.getpid(), "time": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
@@ -370,6 +340,43 @@ class VideoGenerator:
             video = self._record(key, mp4, prompt, seed, params, seconds, cached=False)
             _write_json(sidecar, video)
             return video
+
+    def _render(self, prompt: str, seed: int, params: GenerationParams):  # noqa: ANN202 - numpy is lazy
+        """Load the pipeline (once), check the sizes it needs, call it; (frames (F, H, W, 3), seconds)."""
+        self.load()
+        self.check_inputs(prompt, seed, params)
+
+        # Prepare the call, in the names this pipeline class uses
+        import torch
+
+        call = self._call
+        kwargs: dict[str, Any] = {
+            "prompt": prompt,
+            call.frames: params.num_frames,
+            call.height: params.height,
+            call.width: params.width,
+            call.steps: params.num_inference_steps,
+            call.guidance: params.guidance_scale,
+            "generator": torch.Generator(self.device).manual_seed(seed),
+            **call.fixed,
+            **self._call_kwargs,
+        }
+        if params.negative_prompt is not None and call.negative_prompt:
+            kwargs[call.negative_prompt] = params.negative_prompt
+        self._warn_frame_rate(params)
+        if self._accepts is None or "output_type" in self._accepts:
+            kwargs["output_type"] = "np"
+
+        # Denoise and decode
+        started = time.perf_counter()
+        frames = _frames_of(self._pipe(**kwargs), self.model_id)  # (F, H, W, 3)
+        seconds = time.perf_counter() - started
+        if frames.shape[:3] != (params.num_frames, params.height, params.width):
+            logger.warning(
+                "%s returned %s frames of %sx%s for num_frames=%s, %sx%s; the mp4 keeps what it returned",
+                self.model_id, *frames.shape[:3], params.num_frames, params.height, params.width,
+            )  # fmt: skip
+        return frames, seconds
 
     def _warn_frame_rate(self, params: GenerationParams) -> None:
         """Say once when the model is told a frame rate other than the mp4's (LTX: `frame_rate`, left at 25)."""

@@ -86,6 +86,7 @@ class LlamaCppLLM:
         self.dtype = weight_type
         self.threads = threads or len(os.sched_getaffinity(0))
         self._plain: LlamaCppLLM | None = None
+        self._state: tuple[list[int], object] | None = None  # (tokens in memory from 0, logits after them)
 
     @property
     def model_id(self) -> str:
@@ -151,7 +152,6 @@ class LlamaCppLLM:
         return [self.generate(c, s, d) for c, s, d in zip(conversations, seeds, decodings, strict=True)]
 
     def _generate_locked(self, messages: list[dict[str, str]], seed: int, decoding: Decoding) -> Generation:
-        import llama_cpp
         import torch
         from transformers import NoRepeatNGramLogitsProcessor, RepetitionPenaltyLogitsProcessor
 
@@ -173,9 +173,8 @@ class LlamaCppLLM:
         if decoding.temperature > 0:
             processors += row_sampler([seed], decoding.temperature, decoding.top_p)
         stops = row_limits(tokenizer, len(prompt), [decoding])
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(context), True)
         ids = torch.tensor([prompt], dtype=torch.long)
-        logits = self._decode(prompt, 0)
+        logits = self._prefill(messages, prompt)
         new: list[int] = []
         while len(new) < decoding.max_new_tokens:
             scores = logits
@@ -190,6 +189,39 @@ class LlamaCppLLM:
         tokens = len(new)
         text = tokenizer.decode(new, skip_special_tokens=True).strip()
         return Generation(text=text, new_tokens=tokens, seconds=round(time.perf_counter() - started, 3))
+
+    def _prefill(self, messages: list[dict[str, str]], prompt: list[int]):  # noqa: ANN202 - torch is lazy
+        """The prompt's KV in llama.cpp's memory and the logits after it, reusing what the previous chat left there.
+
+        Always computed the same way, so that an answer does not depend on what came before it: the chat's system
+        turn in one decode, then the rest. A retry of the same chat (Stage 1 asks again after a guard refused an
+        answer) reuses all of it; another chat with the same system turn reuses that. llama.cpp places new tokens
+        right after what `llama_memory_seq_rm` keeps, so reused and fresh caches are laid out alike, and
+        `tests/test_llm_llamacpp.py` checks the answers are the same either way.
+        """
+        import llama_cpp
+
+        tokenizer, _, context, _, _, _ = self._loaded
+        head: list[int] = []
+        if messages[0]["role"] == "system":
+            head = tokenizer.apply_chat_template([messages[:1]], return_dict=True)["input_ids"][0]
+            if prompt[: len(head)] != head or len(head) >= len(prompt):
+                head = []
+        memory = llama_cpp.llama_get_memory(context)
+        kept, logits = self._state or ([], None)
+        self._state = None  # until the memory holds what it says
+        if kept == prompt:
+            llama_cpp.llama_memory_seq_rm(memory, 0, len(prompt), -1)
+        else:
+            if head and kept[: len(head)] == head:
+                llama_cpp.llama_memory_seq_rm(memory, 0, len(head), -1)
+            else:
+                llama_cpp.llama_memory_clear(memory, True)
+                if head:
+                    self._decode(head, 0)
+            logits = self._decode(prompt[len(head) :], len(head))
+        self._state = (list(prompt), logits)
+        return logits.clone()  # the processors write into their scores
 
     def _decode(self, tokens: Sequence[int], position: int):  # noqa: ANN202 - torch is imported lazily
         """Feed `tokens` at `position` onwards; the next token's logits, (1, vocab) float32."""
