@@ -5,7 +5,7 @@ Held-out prompts: the val split of `finetune/default_adapter.py` (seeded, by pro
 (`all_dimension_aug_wanx_seed42.txt`) and HunyuanVideo's rewrite (`hunyuan_all_dimension.txt`), all under
 `../shared/data/benchmarks/vbench/prompts` relative to the project root.
 
-    .venv/bin/python bench/quality.py                     # 40 held-out prompts, every row (about 20 min on 2 cores)
+    .venv/bin/python bench/quality.py                     # 40 held-out prompts, every row (about 9 min on 2 cores)
     .venv/bin/python bench/quality.py --limit 3 --rows distilled --work /tmp/bench-quality-trial
 
 Rows: the input itself; rapo with the plain model (`--adapter none`); rapo with the distilled default, with and

@@ -82,6 +82,11 @@ def test_trim_unfinished():
             "A red car at night. The sleek blue car glides past neon signs, its headlights cutting the dark.",
             "contradicts the prompt's colour: blue car (asked red)",
         ),
+        (  # bench/quality.py, held-out line 38: the prompt's colour kept and another one put beside it
+            "a yellow bicycle",
+            "A yellow bicycle. A sleek, red yellow bicycle with a bright blue handlebar stands in a bustling street.",
+            "contradicts the prompt's colour: red bicycle (asked yellow)",
+        ),
         (
             "a cat on a sofa",
             "A cat on a sofa. The cat stretches its paws slowly, the cat stretches its paws slowly again.",

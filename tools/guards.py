@@ -219,6 +219,10 @@ def _contradiction(source: str, candidate: str) -> str | None:
     for table, what in ((counts, "count"), (COLOURS, "colour")):
         asked = _attributes(source, table)
         for noun, said in _attributes(added, table).items():
-            if noun in asked and not said & asked[noun]:
-                return f"contradicts the prompt's {what}: {sorted(said)[0]} {noun} (asked {sorted(asked[noun])[0]})"
+            if noun not in asked:
+                continue
+            # A count must be one the prompt gave the noun; no colour may be one it did not ("red yellow bicycle")
+            other = said - asked[noun] if what == "colour" else set() if said & asked[noun] else said
+            if other:
+                return f"contradicts the prompt's {what}: {sorted(other)[0]} {noun} (asked {sorted(asked[noun])[0]})"
     return None

@@ -124,8 +124,9 @@ def refine_file(
     already there, and the file is renamed to `out` when every line is done. A prompt that fails
     becomes a line with an `error` field and the batch goes on. Prompts go through Stage 1 `batch` at a time
     (`Stage1.run_many`: their LLM answers share forward passes, each answer as it would be alone); by default as
-    many as a served LLM takes at once (`concurrency`), 16 for a local float32 model, one at a time otherwise
-    (bfloat16 rounds a batch differently from a single prompt, so its answers would depend on their neighbours).
+    many as the LLM takes at once (`concurrency`: a served LLM's; 1 for llama.cpp and `rapo serve`), 16 for a local
+    float32 model, one at a time otherwise (bfloat16 rounds a batch differently from a single prompt, so its answers
+    would depend on their neighbours).
     """
     partial = out.with_name(out.name + ".partial") if out else None
     done = _finished_lines(partial) if partial else set()
@@ -156,7 +157,7 @@ def refine_file(
 
 def default_batch(pipeline: Stage1 | RemoteStage1) -> int:
     """How many prompts `refine_file` puts through Stage 1 together by default (see there)."""
-    concurrency = getattr(pipeline.llm, "concurrency", None)  # a served LLM's, or 1 for `rapo serve`'s
+    concurrency = getattr(pipeline.llm, "concurrency", None)  # a served LLM's; 1 for llama.cpp and `rapo serve`
     if concurrency:
         return int(concurrency)
     return 16 if pipeline.llm.dtype == "float32" else 1
