@@ -39,9 +39,10 @@ def test_export_writes_back_the_shipped_weights_exactly(tmp_path) -> None:
     target = tmp_path / "base.gguf"
     write_gguf(state, shipped_gguf(), target, "q8_0")
     written = gguf.GGUFReader(target)
-    assert written.get_field("tokenizer.chat_template").contents() == reader.get_field(
-        "tokenizer.chat_template"
-    ).contents()
+    assert (
+        written.get_field("tokenizer.chat_template").contents()
+        == reader.get_field("tokenizer.chat_template").contents()
+    )
     q = next(t for t in written.tensors if t.name == "blk.0.attn_q.weight")
     assert q.tensor_type == gguf.GGMLQuantizationType.Q8_0
     back = gguf.quants.dequantize(q.data, q.tensor_type).reshape(mapped[q.name].shape)
