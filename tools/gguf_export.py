@@ -9,6 +9,7 @@ checks the round trip: the base model written back equals the shipped file's wei
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -55,14 +56,15 @@ def write_gguf(state: dict[str, np.ndarray], source: Path, target: Path, weight_
     """Write `state` (a Llama model's float32 weights by transformers' names) as a GGUF at `target`.
 
     Matrices are stored as `weight_type`, vectors (the norms) in float32, as llama.cpp's converter does. Written to
-    a temporary file and renamed, so an interrupted export leaves nothing behind.
+    a file of this process's own and renamed, so an interrupted export leaves no half file under the target's name,
+    and two processes exporting at once (Ray workers on a fresh machine) each rename a whole file.
     """
     import gguf
 
     qtype = gguf.GGMLQuantizationType[weight_type.upper()]
     reader = gguf.GGUFReader(source)
     weights = gguf_weights(state, source)
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")  # processes exporting at once never share it
     writer = gguf.GGUFWriter(partial, _field(reader, "general.architecture"))
     for field in reader.fields.values():
         if field.name == "general.architecture" or field.name.startswith("GGUF."):

@@ -110,7 +110,8 @@ def convert_gguf(gguf: Path, target: Path) -> None:
 
     transformers refuses to save a model loaded from GGUF, so the weights are copied into a model
     built from the same config without its quantization settings. Written to a temporary folder
-    and renamed, so an interrupted conversion leaves nothing behind.
+    and renamed, so an interrupted conversion leaves nothing under the target's name; each process writes its own
+    folder, so two converting at once do not mix their files.
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -120,12 +121,17 @@ def convert_gguf(gguf: Path, target: Path) -> None:
     config.pop("quantization_config", None)
     model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config))
     model.load_state_dict(quantized.state_dict())
-    partial = target.with_name(target.name + ".partial")
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")  # this process's own
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
     (partial / "rapo-source.json").write_text(json.dumps({"gguf": str(gguf), "bytes": gguf.stat().st_size}))
-    partial.rename(target)
+    try:
+        partial.rename(target)
+    except OSError:  # another process converted it first (Ray workers on a fresh machine)
+        if not (target / "config.json").is_file():
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def fastest_cpu_dtype() -> str:
