@@ -85,6 +85,19 @@ class ChatLLM(Protocol):
         ...
 
 
+def per_chat(
+    conversations: Sequence[list[dict[str, str]]], seeds: Sequence[int], decoding: Decoding | Sequence[Decoding]
+) -> list[Decoding]:
+    """`generate_many`'s decodings, one per chat, from one for all or one per chat.
+
+    Raises a ValueError when the chats, seeds and decodings differ in number.
+    """
+    decodings = [decoding] * len(conversations) if isinstance(decoding, Decoding) else list(decoding)
+    if not len(conversations) == len(seeds) == len(decodings):
+        raise ValueError(f"{len(conversations)} conversations, {len(seeds)} seeds, {len(decodings)} decodings")
+    return decodings
+
+
 def default_llm_path() -> Path:
     """The converted SmolLM2-135M-Instruct in `$RAPO_HOME/models`, converted from its GGUF on first use."""
     target = rapo_home() / "models" / DEFAULT_LLM
@@ -243,9 +256,7 @@ class LocalLLM:
         alone (up to float rounding between batch shapes). `decoding` is one for all, or one per chat; those of a
         batch may differ only in `max_new_tokens` and `stop_after_words`.
         """
-        decodings = [decoding] * len(conversations) if isinstance(decoding, Decoding) else list(decoding)
-        if not len(conversations) == len(seeds) == len(decodings):
-            raise ValueError(f"{len(conversations)} conversations, {len(seeds)} seeds, {len(decodings)} decodings")
+        decodings = per_chat(conversations, seeds, decoding)
         out: list[Generation] = []
         for start in range(0, len(conversations), batch_size):
             end = start + batch_size

@@ -30,6 +30,7 @@ from tools.llm import (
     Generation,
     default_llm_path,
     load_transformers,
+    per_chat,
     prefilled,
     row_limits,
     row_sampler,
@@ -146,9 +147,7 @@ class LlamaCppLLM:
         decoding: Decoding | Sequence[Decoding],
     ) -> list[Generation]:
         """Answer many chats one after another; answers in input order."""
-        decodings = [decoding] * len(conversations) if isinstance(decoding, Decoding) else list(decoding)
-        if not len(conversations) == len(seeds) == len(decodings):
-            raise ValueError(f"{len(conversations)} conversations, {len(seeds)} seeds, {len(decodings)} decodings")
+        decodings = per_chat(conversations, seeds, decoding)
         return [self.generate(c, s, d) for c, s, d in zip(conversations, seeds, decodings, strict=True)]
 
     def _generate_locked(self, messages: list[dict[str, str]], seed: int, decoding: Decoding) -> Generation:

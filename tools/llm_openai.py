@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pydantic import BaseModel, Field
 
 from rapo_common import ModelError, ServiceError
-from tools.llm import Decoding, Generation
+from tools.llm import Decoding, Generation, per_chat
 
 SPEC_PREFIX = "openai:"
 _SPEC = re.compile(r"^openai:(https?://[^\s#/]+(?:/[^\s#]*)?)(?:#(\S+))?$")
@@ -193,9 +193,7 @@ class OpenAILLM:
 
         `decoding` is one for all, or one per chat.
         """
-        decodings = [decoding] * len(conversations) if isinstance(decoding, Decoding) else list(decoding)
-        if not len(conversations) == len(seeds) == len(decodings):
-            raise ValueError(f"{len(conversations)} conversations, {len(seeds)} seeds, {len(decodings)} decodings")
+        decodings = per_chat(conversations, seeds, decoding)
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(self.generate, conversations, seeds, decodings))
 
