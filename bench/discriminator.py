@@ -6,10 +6,10 @@
     .venv/bin/python bench/discriminator.py --synthetic 48 --splits 1 --lora-steps 40 --lora-lr 1e-3
 
 The pairs are SSPO round 0's two Stage 1 branches per prompt, rendered with one noise seed and ranked by the
-critics (`finetune/discriminator.py`). Each of `--splits` seeded splits by prompt trains each kind (`--kinds`: the
-logistic model over MiniLM features, and a LoRA on the default LLM that answers A or B) on its train half and scores
-it and the hand formula on the same held-out half; the table gives the mean and range. The LoRA kind trains for
-`--lora-steps` per split: minutes each on a CPU.
+critics (read by `agent/runs/training_pairs.py`, trained on by `finetune/discriminator.py`). Each of `--splits`
+seeded splits by prompt trains each kind (`--kinds`: the logistic model over MiniLM features, and a LoRA on the
+default LLM that answers A or B) on its train half and scores it and the hand formula on the same held-out half; the
+table gives the mean and range. The LoRA kind trains for `--lora-steps` per split: minutes each on a CPU.
 The labels are only as good as the videos: on runs of the tiny random generators (noise videos) they are noise
 and every accuracy hovers around chance, so measure on runs of a real video model. `--synthetic N` instead writes a
 run of N labelled round 0s where the shorter candidate always won and which branch is the shorter alternates: a rule
@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from agent.loop.state import Evaluation, ToolCall
+from agent.runs.training_pairs import branch_pairs
 from agent.runs.trajectory import TrajectoryStore
 from finetune.discriminator import train_discriminator
 from finetune.train import TrainConfig
@@ -97,12 +98,16 @@ def main() -> None:
         if args.synthetic:
             write_synthetic(Path(work) / "synthetic", args.synthetic)
             args.runs.append(Path(work) / "synthetic")
+        try:
+            found = branch_pairs(args.runs)  # read once: every split and kind trains on these pairs
+        except RapoError as exc:
+            raise SystemExit(f"error: {exc}") from None
         for seed in range(args.splits):
             reports = {}
             for kind in kinds:
                 try:
                     reports[kind] = train_discriminator(
-                        args.runs, Path(work) / f"{kind}-{seed}", embedder, args.val_fraction, args.l2, seed=seed,
+                        found, Path(work) / f"{kind}-{seed}", embedder, args.val_fraction, args.l2, seed=seed,
                         kind=kind, lora=lora,
                     )  # fmt: skip
                 except RapoError as exc:

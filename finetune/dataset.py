@@ -1,5 +1,7 @@
 """Trajectories (or line-aligned short/long prompt files) → supervised (user prompt → better prompt) pairs.
 
+The runs are read by `agent/runs/training_pairs.py` (`pairs_from_runs`): finetune never imports agent.
+
 A dataset is a folder with `train.jsonl`, `val.jsonl` (one `Pair` per line) and `dataset.json` (what was
 read, what was kept, what was skipped and why). The split is by user prompt: the same prompt never lands in
 both halves, whichever run it came from.
@@ -16,7 +18,6 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from agent.runs.trajectory import open_run_dir
 from rapo_common import InputFileError, RapoError, read_lines
 from tools import guards
 
@@ -33,6 +34,15 @@ class Pair(BaseModel):
     split: Split = "train"
     gain: float | None = Field(None, description="Mean score of the best candidate minus the first one's.")
     source: dict[str, object] = Field(default_factory=dict, description="Provenance: run dir, run id, prompt id…")
+
+
+class RunPairs(BaseModel):
+    """The pairs `agent/runs/training_pairs.py` read from logged runs, for `build_dataset`."""
+
+    runs: list[str] = Field(description="The run dirs read.")
+    margin: float = Field(description="Least gain in mean score a kept pair has.")
+    pairs: list[Pair]
+    skipped: dict[str, int] = Field(description="Candidates left out, by reason.")
 
 
 class DatasetSummary(BaseModel):
@@ -54,47 +64,14 @@ def mean_score(scores: dict[str, float] | None) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _norm(text: str) -> str:
+def norm(text: str) -> str:
+    """`text` with case and spacing ignored: how prompts are compared."""
     return " ".join(text.lower().split())
 
 
-def _skip(skipped: dict[str, int], reason: str) -> None:
+def skip(skipped: dict[str, int], reason: str) -> None:
+    """Count one candidate left out for `reason`."""
     skipped[reason] = skipped.get(reason, 0) + 1
-
-
-def pairs_from_runs(run_dirs: list[Path], margin: float, skipped: dict[str, int]) -> list[Pair]:
-    """(input → best prompt) for every finished prompt whose best beat its first candidate by `margin` or more.
-
-    The first candidate is iteration 0, index 0 (Stage 1's choice); scores are compared by their mean.
-    A best prompt equal to the first candidate (a gain of 0) is never kept, whatever the margin.
-    """
-    pairs = []
-    for run_dir in run_dirs:
-        store, run_id = open_run_dir(run_dir)
-        try:
-            for row in store.prompts(run_id):
-                if row.status != "done" or not row.best_prompt:
-                    _skip(skipped, f"status {row.status}")
-                    continue
-                first = next(
-                    (e for e in store.evaluations(run_id, row.prompt_id) if (e.iteration, e.index) == (0, 0)), None
-                )
-                first_mean, best_mean = mean_score(first.scores if first else None), mean_score(row.best_scores)
-                if first is None or first_mean is None or best_mean is None:
-                    _skip(skipped, "no scored first candidate")
-                    continue
-                gain = best_mean - first_mean
-                if _norm(row.best_prompt) == _norm(first.prompt) or gain <= 0 or gain < margin:
-                    _skip(skipped, "below margin")
-                    continue
-                source = {
-                    "run_dir": str(run_dir), "run_id": run_id, "prompt_id": row.prompt_id,
-                    "first_prompt": first.prompt, "first_scores": first.scores, "best_scores": row.best_scores,
-                }  # fmt: skip
-                pairs.append(Pair(input=row.input, target=row.best_prompt, gain=round(gain, 6), source=source))
-        finally:
-            store.close()
-    return pairs
 
 
 def pairs_from_files(short: Path, long: Path, skipped: dict[str, int]) -> list[Pair]:
@@ -106,7 +83,7 @@ def pairs_from_files(short: Path, long: Path, skipped: dict[str, int]) -> list[P
     pairs = []
     for (number, s), (_, t) in zip(shorts, longs, strict=True):
         if not s.strip() or not t.strip():
-            _skip(skipped, "blank line")
+            skip(skipped, "blank line")
             continue
         pairs.append(
             Pair(input=s.strip(), target=t.strip(), source={"short": str(short), "long": str(long), "line": number})
@@ -122,7 +99,7 @@ def drop_unfaithful(pairs: list[Pair], least: float, skipped: dict[str, int]) ->
     """
     kept = [p for p in pairs if guards.faithfulness(p.input, p.target) >= least]
     for _ in range(len(pairs) - len(kept)):
-        _skip(skipped, "target drops input words")
+        skip(skipped, "target drops input words")
     return kept
 
 
@@ -130,18 +107,18 @@ def dedupe(pairs: list[Pair], skipped: dict[str, int]) -> list[Pair]:
     """One pair per user prompt (case and spacing ignored): the largest gain wins, then the first seen."""
     best: dict[str, Pair] = {}
     for pair in pairs:
-        key = _norm(pair.input)
+        key = norm(pair.input)
         kept = best.get(key)
         if kept is None:
             best[key] = pair
             continue
-        _skip(skipped, "duplicate prompt")
+        skip(skipped, "duplicate prompt")
         if (pair.gain or 0.0) > (kept.gain or 0.0):
             best[key] = pair
     return list(best.values())
 
 
-def assign_splits(pairs: list[Pair], val_fraction: float, seed: int, group: Callable[[str], str] = _norm) -> list[Pair]:
+def assign_splits(pairs: list[Pair], val_fraction: float, seed: int, group: Callable[[str], str] = norm) -> list[Pair]:
     """Split by prompt group: order groups by a seeded hash and send the first `ceil(n * val_fraction)` to val.
 
     `group` maps a prompt to its group (by default the prompt itself, case and spacing ignored); prompts of one
@@ -158,31 +135,35 @@ def assign_splits(pairs: list[Pair], val_fraction: float, seed: int, group: Call
 
 def build_dataset(
     out: Path,
-    runs: list[Path] | None = None,
+    found: RunPairs | None = None,
     pairs: tuple[Path, Path] | None = None,
-    margin: float = 0.01,
     val_fraction: float = 0.1,
     seed: int = 0,
     min_faithfulness: float = 1.0,
 ) -> DatasetSummary:
-    """Write `out/train.jsonl`, `out/val.jsonl` and `out/dataset.json`; raises RapoError when no pair survives."""
+    """Write `out/train.jsonl`, `out/val.jsonl` and `out/dataset.json`; raises RapoError when no pair survives.
+
+    `found` is what `agent.runs.training_pairs.pairs_from_runs` read from run dirs; `pairs` the short/long files.
+    """
     # 1. Check inputs
+    runs = found.runs if found else []
     if not runs and not pairs:
         raise RapoError("give --runs RUN_DIR... and/or --pairs SHORT_FILE LONG_FILE")
 
     # 2. Read, filter, dedupe, split
-    skipped: dict[str, int] = {}
-    found = pairs_from_runs(list(runs or []), margin, skipped)
+    skipped = dict(found.skipped) if found else {}
+    read = list(found.pairs) if found else []
     if pairs:
-        found += pairs_from_files(pairs[0], pairs[1], skipped)
-    kept = assign_splits(dedupe(drop_unfaithful(found, min_faithfulness, skipped), skipped), val_fraction, seed)
+        read += pairs_from_files(pairs[0], pairs[1], skipped)
+    kept = assign_splits(dedupe(drop_unfaithful(read, min_faithfulness, skipped), skipped), val_fraction, seed)
     if not kept:
         raise RapoError(f"no training pairs: every candidate was left out ({skipped or 'the inputs are empty'})")
 
     # 3. Write atomically: a folder that exists is a finished dataset
-    sources = [str(r) for r in runs or []] + ([str(pairs[0]), str(pairs[1])] if pairs else [])
+    sources = runs + ([str(pairs[0]), str(pairs[1])] if pairs else [])
+    margin = found.margin if found and runs else None
     summary = DatasetSummary(
-        out=str(out), sources=sources, margin=margin if runs else None, val_fraction=val_fraction, seed=seed,
+        out=str(out), sources=sources, margin=margin, val_fraction=val_fraction, seed=seed,
         min_faithfulness=min_faithfulness,
         counts={s: sum(p.split == s for p in kept) for s in SPLITS}, skipped=skipped,
     )  # fmt: skip

@@ -5,8 +5,9 @@
     rapo refine --discriminator discriminators/mine "a dog running on the beach"
 
 Round 0 of `rapo optimize` renders both Stage 1 branches with the same noise seed, and the critics rank them: the
-better-ranked one (mean rank over the metrics, as SSPO selects) is the label. The split is by prompt. Two kinds of
-model (`tools/discriminator.py`):
+better-ranked one (mean rank over the metrics, as SSPO selects) is the label; `agent/runs/training_pairs.py` reads
+those pairs from the run dirs (finetune never imports agent). The split is by prompt. Two kinds of model
+(`tools/discriminator.py`):
 
 - `logistic` (default): the pairwise logistic (Bradley-Terry) model over MiniLM features, fitted by full-batch
   gradient descent with an L2 penalty.
@@ -19,7 +20,6 @@ The report compares the model's held-out accuracy with the hand formula's on the
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,8 +28,6 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from agent.loop.selection import mean_ranks
-from agent.runs.trajectory import open_run_dir
 from finetune.dataset import assign_splits
 from finetune.train import TrainConfig, fit, lora_model, resolve_base, shape_of
 from graph_db.embeddings import Embedder
@@ -46,9 +44,6 @@ from tools.discriminator import (
     letter_ids,
     pair_margins,
 )
-from tools.profiles import profile
-
-_BRANCH = re.compile(r"^(rapo|naive): ")
 
 
 class BranchPair(BaseModel):
@@ -65,42 +60,12 @@ class BranchPair(BaseModel):
     source: dict[str, object] = Field(default_factory=dict)
 
 
-def branch_pairs(run_dirs: list[Path], skipped: dict[str, int]) -> list[BranchPair]:
-    """One pair per prompt whose round 0 rendered and scored two different candidates with a clear winner."""
-    pairs = []
-    for run_dir in run_dirs:
-        store, run_id = open_run_dir(run_dir)
-        try:
-            config = store.run_config(run_id) or {}
-            target = profile(str((config.get("stage1") or {}).get("target") or "wan")).target_words
-            for row in store.prompts(run_id):
-                if row.status != "done":
-                    skipped[f"status {row.status}"] = skipped.get(f"status {row.status}", 0) + 1
-                    continue
-                first = [e for e in store.evaluations(run_id, row.prompt_id) if e.iteration == 0 and e.scores]
-                ranks = mean_ranks(first[:2])
-                why = (
-                    "round 0 did not score two branches"
-                    if len(first) < 2 or first[0].prompt == first[1].prompt
-                    else ("a tie" if ranks[0] == ranks[1] else None)
-                )
-                if why:
-                    skipped[why] = skipped.get(why, 0) + 1
-                    continue
-                calls = store.tool_calls(run_id, row.prompt_id)
-                chosen = next((c.summary for c in calls if c.tool == "refine_prompt"), "")
-                found = _BRANCH.match(chosen or "")
-                branch_a = found[1] if found else "unknown"
-                branch_b = {"rapo": "naive", "naive": "rapo"}.get(branch_a, "unknown")
-                pairs.append(BranchPair(
-                    input=row.input, a=first[0].prompt, b=first[1].prompt, branch_a=branch_a, branch_b=branch_b,
-                    winner=int(ranks[1] < ranks[0]), target_words=target,
-                    source={"run_dir": str(run_dir), "run_id": run_id, "prompt_id": row.prompt_id,
-                            "scores": [first[0].scores, first[1].scores]},
-                ))  # fmt: skip
-        finally:
-            store.close()
-    return pairs
+class RunBranchPairs(BaseModel):
+    """The branch pairs `agent/runs/training_pairs.py` read from logged runs, for `train_discriminator`."""
+
+    runs: list[str] = Field(description="The run dirs read.")
+    pairs: list[BranchPair]
+    skipped: dict[str, int] = Field(description="Prompts left out, by reason.")
 
 
 class DiscriminatorReport(BaseModel):
@@ -124,7 +89,7 @@ class DiscriminatorReport(BaseModel):
 
 
 def train_discriminator(
-    run_dirs: list[Path],
+    found: RunBranchPairs,
     out: Path,
     embedder: Embedder | None = None,
     val_fraction: float = 0.2,
@@ -135,19 +100,21 @@ def train_discriminator(
     kind: Literal["logistic", "lora"] = "logistic",
     lora: TrainConfig | None = None,
 ) -> DiscriminatorReport:
-    """Build the pairs, fit the model on the train split, score both discriminators on val, save to `out`.
+    """Split the pairs, fit the model on the train split, score both discriminators on val, save to `out`.
+
+    `found` is what `agent.runs.training_pairs.branch_pairs` read from run dirs.
 
     `steps`, `lr` and `l2` are the logistic kind's; the lora kind takes its settings from `lora` (base, steps,
     batch size, learning rate, rank, max_len; `seed` is its seed too), 100 steps of 4 pair orders of up to 512
     tokens without one.
     """
     # 1. Pairs, split by prompt
-    skipped: dict[str, int] = {}
-    pairs = assign_splits(branch_pairs(run_dirs, skipped), val_fraction, seed)
+    skipped = dict(found.skipped)
+    pairs = assign_splits(found.pairs, val_fraction, seed)
     train = [p for p in pairs if p.split == "train"]
     if not train:
         reasons = ", ".join(f"{n} {why}" for why, n in skipped.items()) or "no prompts"
-        raise RapoError(f"no branch pairs to learn from in {', '.join(map(str, run_dirs))} ({reasons})")
+        raise RapoError(f"no branch pairs to learn from in {', '.join(found.runs)} ({reasons})")
     val = [p for p in pairs if p.split == "val"]
 
     # 2. MiniLM vectors: the hand formula's inputs and the logistic model's features
@@ -169,7 +136,7 @@ def train_discriminator(
 
     if kind == "lora":
         lora = lora or TrainConfig(steps=100, max_len=512)  # `rapo finetune discriminator --kind lora`'s defaults
-        return _train_lora(pairs, train, val, out, lora, seed, hand_accuracy(val), skipped, run_dirs)
+        return _train_lora(pairs, train, val, out, lora, seed, hand_accuracy(val), skipped, found.runs)
 
     # 3. Logistic features: each pair as the difference of its candidates' feature vectors
     def candidate(p: BranchPair, which: int) -> np.ndarray:
@@ -197,7 +164,7 @@ def train_discriminator(
     report = DiscriminatorReport(
         pairs=len(pairs), train=len(train), val=len(val), skipped=skipped, val_accuracy=learned_accuracy(val),
         hand_val_accuracy=hand_accuracy(val), train_accuracy=learned_accuracy(train) or 0.0, l2=l2, steps=steps,
-        seed=seed, runs=[str(r) for r in run_dirs],
+        seed=seed, runs=list(found.runs),
     )  # fmt: skip
     LearnedDiscriminator(weights=[round(float(v), 6) for v in w], embedder=embedder.model_id,
                          report=report.model_dump()).save(out)  # fmt: skip
@@ -213,7 +180,7 @@ def _train_lora(
     seed: int,
     hand_val_accuracy: float | None,
     skipped: dict[str, int],
-    run_dirs: list[Path],
+    runs: list[str],
 ) -> DiscriminatorReport:
     """Fit a LoRA adapter so that the next token after `branch_compare` is the winner's letter; save it to `out`."""
     # 1. Load the base with LoRA (finetune/train.py's loader: float32, seeded)
@@ -246,7 +213,7 @@ def _train_lora(
     report = DiscriminatorReport(
         kind="lora", pairs=len(pairs), train=len(train), val=len(val), skipped=skipped, val_accuracy=accuracy(val),
         hand_val_accuracy=hand_val_accuracy, train_accuracy=accuracy(train) or 0.0, l2=None,
-        steps=output.global_step, seed=seed, runs=[str(r) for r in run_dirs],
+        steps=output.global_step, seed=seed, runs=list(runs),
         lora={**asdict(config), "base": recorded, "examples": len(examples),
               "train_loss": round(output.training_loss, 4), "seconds": round(seconds, 2)},
     )  # fmt: skip

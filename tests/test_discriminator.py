@@ -6,6 +6,7 @@ import json
 import pytest
 
 from agent.loop.state import Evaluation, ToolCall
+from agent.runs.training_pairs import branch_pairs
 from agent.runs.trajectory import TrajectoryStore
 from finetune.discriminator import train_discriminator
 from finetune.train import TrainConfig
@@ -166,7 +167,7 @@ def test_a_lora_discriminator_reuses_the_weights_of_stage1s_llm_and_leaves_it_un
     write_round0(synthetic, ROWS)
     config = TrainConfig(base=str(tiny_base), steps=3, batch_size=4, max_len=128)
     reports = [
-        train_discriminator([synthetic], tmp_path / name, embedder, 0.25, kind="lora", lora=config)
+        train_discriminator(branch_pairs([synthetic]), tmp_path / name, embedder, 0.25, kind="lora", lora=config)
         for name in ("disc", "again")
     ]
     assert reports[0].lora["examples"] == 2 * reports[0].train and reports[0].lora["base"] == str(tiny_base)
@@ -208,7 +209,7 @@ def test_a_lora_discriminator_on_the_default_llm_trains_and_shares_its_weights_i
     write_round0(few, ROWS[:4])
     disc = tmp_path / "disc"
     config = TrainConfig(steps=1, batch_size=2, max_len=160)
-    report = train_discriminator([few], disc, embedder, 0.25, kind="lora", lora=config)
+    report = train_discriminator(branch_pairs([few]), disc, embedder, 0.25, kind="lora", lora=config)
     assert report.kind == "lora" and report.steps == 1 and report.lora["base"] is None
     learned = LearnedDiscriminator.load(disc)
     assert isinstance(learned, LoraDiscriminator) and learned.base is None and learned.base_path() == default_llm_path()

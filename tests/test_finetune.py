@@ -5,6 +5,7 @@ import json
 import pytest
 
 from agent.loop.state import Evaluation
+from agent.runs.training_pairs import pairs_from_runs
 from agent.runs.trajectory import TrajectoryStore
 from finetune.dataset import build_dataset, read_pairs
 from finetune.evaluate import lcs_length, rouge_l
@@ -39,7 +40,7 @@ def test_pairs_keep_only_gains_above_margin_with_provenance(tmp_path):
         ("a cat", "A cat.", {"flow": 0.5}, "A cat.", {"flow": 0.5}),  # best is the first candidate
         ("a boat", "A boat.", {"flow": 0.5}, None, None),  # failed
     ])  # fmt: skip
-    summary = build_dataset(tmp_path / "data", runs=[tmp_path / "a"], margin=0.05, val_fraction=0.0)
+    summary = build_dataset(tmp_path / "data", pairs_from_runs([tmp_path / "a"], margin=0.05), val_fraction=0.0)
     assert summary.counts == {"train": 1, "val": 0}
     assert summary.skipped == {"below margin": 2, "status failed": 1}
     (pair,) = read_pairs(tmp_path / "data", "train")
@@ -54,14 +55,18 @@ def test_dedupe_keeps_largest_gain_and_split_is_by_prompt(tmp_path):
     # The same prompts again in a second run, with a bigger gain for prompt 0 (spacing and case differ)
     better = ("Prompt  number 0", "P0.", {"m": 0.1}, "Prompt number 0, best.", {"m": 0.9})
     write_run(tmp_path / "b", [better] + rows[1:], "r2")
-    summary = build_dataset(tmp_path / "data", runs=[tmp_path / "a", tmp_path / "b"], val_fraction=0.2, seed=3)
+    summary = build_dataset(
+        tmp_path / "data", pairs_from_runs([tmp_path / "a", tmp_path / "b"]), val_fraction=0.2, seed=3
+    )
     assert summary.counts == {"train": 16, "val": 4} and summary.skipped == {"duplicate prompt": 20}
     train, val = read_pairs(tmp_path / "data", "train"), read_pairs(tmp_path / "data", "val")
     assert not {p.input.lower() for p in train} & {p.input.lower() for p in val}
     best0 = next(p for p in train + val if p.input.lower().split() == ["prompt", "number", "0"])
     assert best0.target == "Prompt number 0, best." and best0.source["run_dir"].endswith("b")
     # The same seed gives the same split
-    again = build_dataset(tmp_path / "data2", runs=[tmp_path / "a", tmp_path / "b"], val_fraction=0.2, seed=3)
+    again = build_dataset(
+        tmp_path / "data2", pairs_from_runs([tmp_path / "a", tmp_path / "b"]), val_fraction=0.2, seed=3
+    )
     assert again.counts == summary.counts
     assert [p.input for p in read_pairs(tmp_path / "data2", "val")] == [p.input for p in val]
 

@@ -17,12 +17,12 @@ LAYERS = [
     "prompts",
     "graph_db",
     "tools",
+    "finetune",  # never imports agent: agent.runs.training_pairs reads the runs into its pairs
     "agent.settings",
     "agent.loop",
     "agent.runs",
     "agent.chat",
     "agent.web",
-    "finetune",  # reads agent.runs' trajectory store
     "agent.cli",  # wires every command, finetune's included
     "agent",  # the package itself and `python -m agent`
 ]

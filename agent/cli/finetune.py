@@ -46,10 +46,11 @@ def dataset(
       rapo finetune dataset --runs runs/tonight --runs runs/wan --out data/mine
       rapo finetune dataset --pairs all_dimension.txt all_dimension_longer.txt --out data/vbench
     """
+    from agent.runs.training_pairs import pairs_from_runs
     from finetune.dataset import build_dataset
 
     summary = build_dataset(
-        out, runs=runs, pairs=pairs, margin=margin, val_fraction=val_fraction, seed=seed,
+        out, pairs_from_runs(runs, margin), pairs=pairs, val_fraction=val_fraction, seed=seed,
         min_faithfulness=min_faithfulness,
     )  # fmt: skip
     if as_json:
@@ -152,11 +153,13 @@ def discriminator_cmd(
       rapo finetune discriminator --runs runs/wan --kind lora --steps 200 --out discriminators/lora
       rapo refine --discriminator discriminators/wan "a dog running on the beach"
     """
+    from agent.runs.training_pairs import branch_pairs
     from finetune.discriminator import train_discriminator
     from finetune.train import TrainConfig
 
     lora = TrainConfig(base=_base(base), steps=steps, batch_size=batch_size, lr=lr, max_len=max_len)
-    report = train_discriminator(runs, out, val_fraction=val_fraction, l2=l2, seed=seed, kind=kind, lora=lora)
+    found = branch_pairs(runs)
+    report = train_discriminator(found, out, val_fraction=val_fraction, l2=l2, seed=seed, kind=kind, lora=lora)
     if as_json:
         stdout.print_json(report.model_dump_json())
         return
