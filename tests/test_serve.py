@@ -1,7 +1,8 @@
-"""`rapo serve`: `rapo refine` answered by a warm server with the same models, the same result as in-process."""
+"""`rapo serve`: `rapo refine` and `rapo chat` answered by a warm server with the same models, as in-process."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.runs.refine_client import RemoteStage1, ServerInfo
 from tests.test_cli import RAPO, rapo
+from tools.stage1 import Stage1Settings
 
 
 @pytest.fixture
@@ -34,9 +37,14 @@ def served(tmp_path, monkeypatch, tiny_llm):
         server.wait(timeout=60)
 
 
-def served_prompts(info: dict) -> int:
+def served_counts(info: dict) -> dict[str, int]:
+    """How many requests of each kind the server has answered."""
     with urllib.request.urlopen(f"{info['url']}/health", timeout=10) as response:
-        return json.loads(response.read())["prompts"]
+        return json.loads(response.read())["served"]
+
+
+def served_prompts(info: dict) -> int:
+    return served_counts(info).get("refine", 0)
 
 
 def test_refine_is_answered_by_the_server_with_the_result_it_would_compute(served, tmp_path):
@@ -101,3 +109,44 @@ def test_a_server_with_other_models_or_a_dead_one_is_not_used(served, tmp_path, 
     proc = rapo("refine", "a red car at night")
     assert proc.returncode == 0, proc.stderr
     assert not list(folder.glob("*.json"))
+
+
+def test_chat_is_answered_by_the_server_with_the_session_it_would_have_locally(served, tmp_path):
+    server, info, folder = served
+    # Stage 1, a modifier banned (Stage 1 again, through the lookup), a change in words (the reviser on the plain
+    # LLM), an undo and a resume: every step as the in-process chat takes it, with the same seeds
+    turns = "b 0\nc make it cinematic\nu 0\nq\n"
+
+    def chat(home: str, *extra: str) -> str:
+        args = [*RAPO, "chat", "a dog running on the beach", "--home", str(tmp_path / home), *extra]
+        proc = subprocess.run(args, input=turns, capture_output=True, text=True, timeout=600, env=os.environ.copy())
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    remote = chat("remote")
+    session_id = re.search(r"session ([0-9a-f]{8})", remote).group(1)
+    counts = served_counts(info)  # Stage 1 twice; the reviser's answers (a retry is another request)
+    assert counts["refine"] == 2 and counts["generate"] >= 1 and "lookup" not in counts
+    local = chat("local", "--local")
+    assert re.sub(session_id, "ID", remote) == re.sub(r"(?<=session )[0-9a-f]{8}", "ID", local)
+    assert served_counts(info) == counts  # --local did not ask it
+    assert "banned" in remote and "error" not in remote
+
+    # A resumed session goes through it too, and the chat client loads no model: it never imports torch
+    resume = [sys.executable, "-X", "importtime", "-m", "agent", "chat", "--session", session_id,
+              "--home", str(tmp_path / "remote")]  # fmt: skip
+    timing = subprocess.run(resume, input="c brighter\nq\n", capture_output=True, text=True, env=os.environ.copy(),
+                            timeout=300)  # fmt: skip
+    assert timing.returncode == 0, timing.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in timing.stderr.splitlines() if "|" in line}
+    assert imported and not imported & {"torch", "transformers", "sentence_transformers"}
+    resumed = served_counts(info)
+    assert resumed["refine"] == 2 and resumed["generate"] > counts["generate"]
+
+    # The rest of a chat's (and the LLM controller's) surface: the graph lookup and the record of the models
+    stage1 = RemoteStage1(ServerInfo.model_validate(info), Stage1Settings(target="short"))
+    refined = json.loads(rapo("refine", "--json", "a dog running on the beach").stdout)
+    retrieval = json.loads(stage1.lookup.retrieve("a dog running on the beach").model_dump_json())
+    assert retrieval["modifiers"] == refined["modifiers"] and retrieval["scenes"] == refined["scenes"]
+    assert stage1.models() == refined["models"] and stage1.llm.model_id == refined["models"]["llm"]
+    assert served_counts(info)["lookup"] == 1

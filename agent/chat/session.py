@@ -23,6 +23,7 @@ from agent.loop.chat_graph import builder
 from agent.loop.context import Context, SSPOConfig
 from agent.loop.state import ChatState, Turn
 from agent.runs.optimize import checkpointer
+from agent.settings import Settings
 from rapo_common import PromptError, RapoError
 from tools.stage1 import Stage1Settings, check_prompt
 
@@ -285,14 +286,15 @@ def _describe(turn: Turn) -> str:
     return f"{turn.action}: {turn.text}"
 
 
-def chat_context(settings: ChatSettings, home: Path) -> Context:
+def chat_context(settings: ChatSettings, home: Path, served: bool = False) -> Context:
     """The run-time context of a session's graph, from its settings; models load on first use.
 
-    The person decides each step, so the spec's controller is never asked.
+    With `served`, a running `rapo serve` that loaded the same graph and LLM does Stage 1, the graph lookups and the
+    revisions (`agent/runs/refine_client.py`), so no model loads here. The person decides each step, so the spec's
+    controller is never asked.
     """
-    from agent.runs.refine import check_target
+    from agent.runs.refine import check_target, open_graph, served_stage1
     from agent.runs.run_spec import RunSpec, build_context
-    from agent.settings import Settings
 
     env = Settings()
     spec = RunSpec(
@@ -300,4 +302,8 @@ def chat_context(settings: ChatSettings, home: Path) -> Context:
         llm=settings.llm or env.llm, llm_dtype=env.llm_dtype, adapter=settings.adapter,
         stage1=Stage1Settings(target=check_target(env.target)), run_dir=home,
     )  # fmt: skip
-    return build_context(spec)
+    stage1 = None
+    if served:
+        location = open_graph(spec.graph, env)[0]
+        stage1 = served_stage1(location, spec.llm, spec.adapter, spec.discriminator, spec.llm_dtype, spec.stage1)
+    return build_context(spec, stage1=stage1)

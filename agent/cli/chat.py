@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from agent.cli.options import AdapterOpt, GraphOpt, LlmOpt, SeedOpt
+from agent.cli.options import AdapterOpt, GraphOpt, LlmOpt, LocalOpt, SeedOpt
 from rapo_common import RapoError, rapo_home, stderr, stdout
 from tools.critics.registry import CRITIC_NAMES
 from tools.tiny_pipelines import TINY_SPECS
@@ -48,6 +48,7 @@ def chat_cmd(
     llm: LlmOpt = None,
     adapter: AdapterOpt = None,
     seed: SeedOpt = None,
+    local: LocalOpt = False,
 ) -> None:
     """Refine a prompt in conversation: accept, edit, ask for changes, pin or ban modifiers, generate, undo.
 
@@ -56,6 +57,9 @@ def chat_cmd(
       rapo chat "a red car at night" --generator tiny-wan --critics flow,temporal,imaging
       rapo chat --list
       rapo chat --session 7c2c328c
+
+    While a `rapo serve` with the same graph and LLM runs, it does Stage 1, the lookups and the revisions: the
+    chat starts without loading a model. --local loads them here anyway.
     """
     from agent.chat.session import ChatSettings, ChatStore, chat_context
     from agent.loop.context import SSPOConfig
@@ -69,7 +73,7 @@ def chat_cmd(
         raise RapoError("give either a PROMPT (a new session) or --session ID (resume one)")
     if session:
         info = store.info(session)
-        chat = store.open(session, chat_context(info.settings, store.home))
+        chat = store.open(session, chat_context(info.settings, store.home, served=not local))
     else:
         names = [c.strip() for c in critics.split(",") if c.strip()]
         if unknown := [c for c in names if c not in CRITIC_NAMES]:
@@ -80,7 +84,7 @@ def chat_cmd(
             config=SSPOConfig(candidates=candidates, seed=Settings().seed if seed is None else seed),
         )  # fmt: skip
         stderr.print("running Stage 1 ...", markup=False)
-        chat = store.create(prompt, settings, chat_context(settings, store.home))
+        chat = store.create(prompt, settings, chat_context(settings, store.home, served=not local))
     converse(chat)
 
 

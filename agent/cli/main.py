@@ -13,7 +13,7 @@ from agent.cli.eval import eval_app
 from agent.cli.finetune import finetune_app
 from agent.cli.graph import graph_app
 from agent.cli.optimize import optimize_cmd, ray_flag_value, runs_app
-from agent.cli.options import AdapterOpt, DiscriminatorOpt, GraphOpt, LlmOpt, SeedOpt, TargetOpt
+from agent.cli.options import AdapterOpt, DiscriminatorOpt, GraphOpt, LlmOpt, LocalOpt, SeedOpt, TargetOpt
 from agent.cli.serve import serve_cmd
 from agent.cli.ui import ui_cmd
 from agent.runs.refine import check_target, open_graph, read_prompts, refine_file, served_stage1, stage1_pipeline
@@ -63,9 +63,7 @@ def refine(
             max=64,
         ),
     ] = None,
-    local: Annotated[
-        bool, typer.Option("--local", help="Load the models here even when a `rapo serve` with them runs.")
-    ] = False,
+    local: LocalOpt = False,
 ) -> None:
     """Optimise a prompt with Stage 1 (retrieval, merge, refactor, discriminator).
 

@@ -50,6 +50,9 @@ DiscriminatorOpt = Annotated[
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for every sampled step (default: $RAPO_SEED or 0).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+LocalOpt = Annotated[
+    bool, typer.Option("--local", help="Load the models here even when a `rapo serve` with them runs.")
+]
 
 # The video generator's options, shared by `rapo optimize` and `rapo eval sample`.
 FramesOpt = Annotated[int, typer.Option(help="Frames per video.", min=1)]

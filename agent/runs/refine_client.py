@@ -1,22 +1,28 @@
 """The client side of `rapo serve`: find a running server with the same models, and refine through it.
 
 A server writes `$RAPO_HOME/servers/<pid>.json` (its URL and the identity of what it loaded) once its models are
-loaded, and removes it on exit. `rapo refine` looks there first: a server whose identity matches the models the
-command would load answers instead, so the command imports no torch and loads no model. Light to import: the
+loaded, and removes it on exit. `rapo refine` and `rapo chat` look there first: a server whose identity matches the
+models the command would load answers instead, so the command imports no torch and loads no model. Light to import: the
 standard library's HTTP client and pydantic only.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from rapo_common import RapoError, rapo_home
+from tools.llm import Decoding, Generation, per_chat
+from tools.retrieval import Retrieval
 from tools.stage1 import Stage1Result, Stage1Settings
 
 
@@ -85,14 +91,17 @@ def _alive(pid: int) -> bool:
 
 
 class RemoteStage1:
-    """Stage 1 on a `rapo serve` process: the `run` and `load` of `tools.stage1.Stage1`, over HTTP."""
+    """Stage 1 on a `rapo serve` process, over HTTP: what `rapo refine` and a chat's context use of `Stage1`.
 
-    concurrency = 1  # the server runs one prompt at a time (one model)
+    `run`, `run_many`, `load` and `models` as `tools.stage1.Stage1` has them, `lookup` as its `GraphLookup` and
+    `llm` as its `ChatLLM` (the reviser's `plain()` included). The server's errors come back as RapoError.
+    """
 
     def __init__(self, server: ServerInfo, settings: Stage1Settings) -> None:
         self.server = server
         self.settings = settings
-        self.llm = self  # `refine_file` reads `pipeline.llm.concurrency`
+        self.lookup = RemoteLookup(server)
+        self.llm = RemoteLLM(server)
 
     def load(self) -> None:
         """Nothing to load: the server has."""
@@ -101,20 +110,101 @@ class RemoteStage1:
         """`run` for each prompt, one request at a time (the server runs one prompt at a time anyway)."""
         return [self.run(prompt, seed) for prompt in prompts]
 
-    def run(self, prompt: str, seed: int = 0) -> Stage1Result:
-        """One prompt through the server's Stage 1; the server's errors come back as RapoError."""
-        body = json.dumps({"prompt": prompt, "seed": seed, "settings": self.settings.model_dump(mode="json")})
-        request = urllib.request.Request(
-            f"{self.server.url}/refine", data=body.encode(), headers={"Content-Type": "application/json"}
-        )
+    def run(self, prompt: str, seed: int = 0, pin: Sequence[str] = (), ban: Sequence[str] = ()) -> Stage1Result:
+        """One prompt through the server's Stage 1, with the person's pinned and banned modifiers."""
+        body = {"prompt": prompt, "seed": seed, "settings": self.settings.model_dump(mode="json"), "pin": list(pin),
+                "ban": list(ban)}  # fmt: skip
+        return Stage1Result.model_validate_json(post(self.server, "/refine", body))
+
+    def models(self) -> dict[str, object]:
+        """The server's model ids, template versions and graph provenance under these settings."""
+        return json.loads(post(self.server, "/models", self.settings.model_dump(mode="json")))
+
+
+class RemoteLookup:
+    """The server's graph lookup: `retrieve` as `tools.retrieval.GraphLookup` has it."""
+
+    def __init__(self, server: ServerInfo) -> None:
+        self.server = server
+
+    def retrieve(self, prompt: str, top_k: int = 3, threshold: float = 0.5) -> Retrieval:
+        """The server's modifiers for `prompt`."""
+        body = {"prompt": prompt, "top_k": top_k, "threshold": threshold}
+        return Retrieval.model_validate_json(post(self.server, "/lookup", body))
+
+
+class RemoteLLM:
+    """The server's LLM as a `ChatLLM`; `plain()` is the same model without its adapter, as on the server."""
+
+    concurrency = 1  # the server answers one request at a time (one model); `refine_file` reads it
+
+    def __init__(self, server: ServerInfo, plain: bool = False) -> None:
+        self.server = server
+        self.is_plain = plain
+
+    @cached_property
+    def _info(self) -> dict:
+        with _opened(self.server, urllib.request.Request(f"{self.server.url}/health")) as response:
+            return json.loads(response.read())["llm"]
+
+    @property
+    def dtype(self) -> str:
+        """The dtype the server's LLM runs in."""
+        return self._info["dtype"]
+
+    @property
+    def model_id(self) -> str:
+        """The server's model name."""
+        return self._info["model_id"]
+
+    @property
+    def adapter_id(self) -> str | None:
+        """The server's adapter, or None for `plain()`."""
+        return None if self.is_plain else self._info["adapter_id"]
+
+    def load(self) -> None:
+        """Nothing to load: the server has."""
+
+    def plain(self) -> RemoteLLM:
+        """The server's LLM without its adapter (itself when it has none)."""
+        return self if self.is_plain or self.adapter_id is None else RemoteLLM(self.server, plain=True)
+
+    def generate(self, messages: list[dict[str, str]], seed: int, decoding: Decoding) -> Generation:
+        """Answer one chat on the server."""
+        return self.generate_many([messages], [seed], decoding)[0]
+
+    def generate_many(
+        self,
+        conversations: Sequence[list[dict[str, str]]],
+        seeds: Sequence[int],
+        decoding: Decoding | Sequence[Decoding],
+    ) -> list[Generation]:
+        """Answer many chats on the server, each as it would be alone there; answers in input order."""
+        body = {"conversations": list(conversations), "seeds": list(seeds), "plain": self.is_plain,
+                "decodings": [d.model_dump() for d in per_chat(conversations, seeds, decoding)]}  # fmt: skip
+        return [Generation.model_validate(g) for g in json.loads(post(self.server, "/generate", body))]
+
+
+def post(server: ServerInfo, path: str, body: dict) -> bytes:
+    """POST JSON to the server and return its answer's bytes."""
+    request = urllib.request.Request(
+        f"{server.url}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with _opened(server, request) as response:
+        return response.read()
+
+
+@contextmanager
+def _opened(server: ServerInfo, request: urllib.request.Request) -> Iterator[http.client.HTTPResponse]:
+    """The server's response; its errors as RapoError, with the message it gave."""
+    try:
+        with urllib.request.urlopen(request, timeout=3600) as response:
+            yield response
+    except urllib.error.HTTPError as exc:
         try:
-            with urllib.request.urlopen(request, timeout=3600) as response:
-                return Stage1Result.model_validate_json(response.read())
-        except urllib.error.HTTPError as exc:
-            try:
-                message = json.loads(exc.read())["error"]
-            except (ValueError, KeyError):
-                message = f"HTTP {exc.code}"
-            raise RapoError(message) from None
-        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-            raise RapoError(f"the rapo server at {self.server.url} stopped answering: {exc}; add --local") from None
+            message = json.loads(exc.read())["error"]
+        except (ValueError, KeyError):
+            message = f"HTTP {exc.code} from the rapo server at {server.url}"
+        raise RapoError(message) from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        raise RapoError(f"the rapo server at {server.url} stopped answering: {exc}; add --local") from None

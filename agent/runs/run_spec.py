@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from agent.loop.context import Context, SSPOConfig
 from agent.loop.controllers import LLMController, PolicyController
 from agent.runs.refine import open_graph, stage1_pipeline
+from agent.runs.refine_client import RemoteStage1
 from agent.settings import Settings
 from graph_db.embeddings import Embedder
 from rapo_common import RapoError
@@ -57,7 +58,7 @@ class RunSpec(BaseModel):
 def build_context(
     spec: RunSpec,
     *,
-    stage1: Stage1 | None = None,
+    stage1: Stage1 | RemoteStage1 | None = None,
     generator: VideoGenerator | None = None,
     critic_tools: list[BaseTool] | None = None,
     embedder: Embedder | None = None,
@@ -65,8 +66,8 @@ def build_context(
     """The loop's run-time context for `spec`: Stage 1, the tools, the reviser and the controller; loads no model.
 
     Fails fast (a RapoError) on a bad graph, model path or controller. A Ray worker passes its own `generator`
-    (claims-aware) and `critic_tools` (remote); the tests pass a `stage1` with a scripted LLM; everything not
-    passed is built from `spec`.
+    (claims-aware) and `critic_tools` (remote); a chat passes a `rapo serve`'s Stage 1 when one runs; the tests pass
+    a `stage1` with a scripted LLM; everything not passed is built from `spec`.
     """
     stage1 = stage1 or stage1_pipeline(
         open_graph(spec.graph, Settings(), embedder), spec.llm, spec.llm_dtype, spec.stage1, spec.adapter,

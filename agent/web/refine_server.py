@@ -1,11 +1,15 @@
-"""`rapo serve`: Stage 1 with its models loaded once, on 127.0.0.1, for `rapo refine` to use while it runs.
+"""`rapo serve`: Stage 1 with its models loaded once, on 127.0.0.1, for `rapo refine` and `rapo chat` to use.
 
-    POST /refine  {"prompt": ..., "seed": 0, "settings": Stage1Settings}  ->  the JSON of `rapo refine --json`
-    GET  /health  ->  the server's identity and how many prompts it has refined
+    POST /refine    {"prompt", "seed", "settings": Stage1Settings, "pin", "ban"}  ->  the JSON of `rapo refine --json`
+    POST /lookup    {"prompt", "top_k", "threshold"}  ->  the graph's Retrieval for the prompt
+    POST /generate  {"conversations", "seeds", "decodings", "plain"}  ->  the LLM's answers (`ChatLLM.generate_many`)
+    POST /models    Stage1Settings  ->  `Stage1.models()`: model ids, templates and graph provenance, for the record
+    GET  /health    ->  the server's identity, its LLM, and how many requests of each kind it has answered
 
 The graph store, the embedder, the LLM (with its adapter) and the discriminator are shared by every request; each
 request builds a `Stage1` with its own settings (top-k, threshold, target), which costs nothing. Requests run one at
-a time: there is one model and two cores.
+a time: there is one model and two cores. `plain` asks the LLM without its adapter (a chat's revisions), loaded on
+the first such request.
 """
 
 from __future__ import annotations
@@ -13,14 +17,17 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections import Counter
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from agent.runs.refine_client import ServerIdentity, ServerInfo, servers_dir
 from rapo_common import RapoError, stderr
+from tools.llm import Decoding, Generation
+from tools.retrieval import Retrieval
 from tools.stage1 import Stage1, Stage1Result, Stage1Settings
 
 
@@ -30,29 +37,70 @@ class RefineRequest(BaseModel):
     prompt: str
     seed: int = 0
     settings: Stage1Settings
+    pin: list[str] = Field(default_factory=list)
+    ban: list[str] = Field(default_factory=list)
+
+
+class LookupRequest(BaseModel):
+    """Body of POST /lookup."""
+
+    prompt: str
+    top_k: int = 3
+    threshold: float = 0.5
+
+
+class GenerateRequest(BaseModel):
+    """Body of POST /generate: one decoding per chat."""
+
+    conversations: list[list[dict[str, str]]]
+    seeds: list[int]
+    decodings: list[Decoding]
+    plain: bool = False
 
 
 def create_refine_app(pipeline: Stage1, ident: ServerIdentity) -> FastAPI:
     """The app over one loaded Stage 1 pipeline."""
     app = FastAPI(title="rapo serve", docs_url=None, redoc_url=None, openapi_url=None)
     lock = threading.Lock()
-    served = {"prompts": 0}
+    served: Counter[str] = Counter()
 
     @app.exception_handler(RapoError)
     async def user_error(request, exc: RapoError) -> JSONResponse:  # noqa: ANN001 - Starlette's signature
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(ValueError)
+    async def bad_value(request, exc: ValueError) -> JSONResponse:  # noqa: ANN001 - e.g. a pin that was not retrieved
         return JSONResponse({"error": str(exc)}, status_code=400)
 
     @app.post("/refine")
     def refine(body: RefineRequest) -> Stage1Result:
         stage1 = Stage1(pipeline.lookup, pipeline.llm, body.settings, pipeline.discriminator)
         with lock:
-            result = stage1.run(body.prompt, body.seed)
-            served["prompts"] += 1
+            result = stage1.run(body.prompt, body.seed, body.pin, body.ban)
+            served["refine"] += 1
         return result
+
+    @app.post("/lookup")
+    def lookup(body: LookupRequest) -> Retrieval:
+        with lock:
+            served["lookup"] += 1
+            return pipeline.lookup.retrieve(body.prompt, body.top_k, body.threshold)
+
+    @app.post("/generate")
+    def generate(body: GenerateRequest) -> list[Generation]:
+        llm = pipeline.llm.plain() if body.plain else pipeline.llm
+        with lock:
+            served["generate"] += 1
+            return llm.generate_many(body.conversations, body.seeds, body.decodings)
+
+    @app.post("/models")
+    def models(settings: Stage1Settings) -> dict:
+        return Stage1(pipeline.lookup, pipeline.llm, settings, pipeline.discriminator).models()
 
     @app.get("/health")
     def health() -> dict:
-        return {"identity": ident.model_dump(), "prompts": served["prompts"], "pid": os.getpid()}
+        llm = {"model_id": pipeline.llm.model_id, "adapter_id": pipeline.llm.adapter_id, "dtype": pipeline.llm.dtype}
+        return {"identity": ident.model_dump(), "llm": llm, "served": dict(served), "pid": os.getpid()}
 
     return app
 
