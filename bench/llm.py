@@ -6,8 +6,9 @@
 Every backend gets the same chats (the `naive_rewrite` template over VBench prompts, or built-in ones without
 ../shared/data), greedy decoding and the same token limit. Transformers answers in left-padded batches
 (`LocalLLM.generate_many`, in --dtype), llama.cpp one chat at a time (`LlamaCppLLM`, Q8_0), the server concurrently
-(`OpenAILLM.generate_many`). Prints prompts/s and generated tokens/s of each and their ratios to transformers;
-writes `bench/.work/llm.json`. `--no-vllm` leaves the server out.
+(`OpenAILLM.generate_many`); then transformers and the server again with one chat at a time, what a person waiting for
+one `rapo refine` gets (`--no-single` leaves those rows out). Prints prompts/s and generated tokens/s of each and
+their ratios to the first row; writes `bench/.work/llm.json`. `--no-vllm` leaves the server out.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", help="Transformers' dtype (float32 on a CPU without AVX-512).")
     parser.add_argument("--vllm", help="openai:URL#MODEL of a running server (default: start one).")
     parser.add_argument("--no-vllm", action="store_true", help="Leave the vLLM server out.")
+    parser.add_argument("--no-single", action="store_true", help="Leave out the one-chat-at-a-time rows.")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / ".work")
     args = parser.parse_args()
 
@@ -75,6 +77,9 @@ def main() -> None:
     local.load()
     batched = partial(local.generate_many, batch_size=args.batch_size)
     rows.append(measure(f"transformers ({local.dtype}, batch {args.batch_size})", batched, chats, decoding))
+    if not args.no_single:
+        one = partial(local.generate_many, batch_size=1)
+        rows.append(measure(f"transformers ({local.dtype}, one at a time)", one, chats, decoding))
     llamacpp = LlamaCppLLM("q8_0")
     llamacpp.load()
     rows.append(measure("llama.cpp (q8_0, one at a time)", llamacpp.generate_many, chats, decoding))
@@ -90,13 +95,16 @@ def main() -> None:
             served = OpenAILLM(spec, concurrency=args.concurrency)
             served.generate(chats[0], 0, decoding)  # warm-up, not timed
             rows.append(measure(f"vLLM ({args.concurrency} in flight)", served.generate_many, chats, decoding))
+            if not args.no_single:
+                alone = OpenAILLM(spec, concurrency=1)
+                rows.append(measure("vLLM (one request at a time)", alone.generate_many, chats, decoding))
         finally:
             if args.vllm is None:
                 subprocess.run(["bash", str(ROOT / "scripts" / "vllm-local"), "stop"], env=env, check=False)
 
     ratios = {row["backend"]: round(row["prompts_per_s"] / rows[0]["prompts_per_s"], 2) for row in rows[1:]}
     for backend, ratio in ratios.items():
-        print(f"{backend} / transformers: {ratio:.2f}x prompts/s")
+        print(f"{backend} / {rows[0]['backend']}: {ratio:.2f}x prompts/s")
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "llm.json").write_text(json.dumps({"rows": rows, "ratios": ratios}, indent=2))
 

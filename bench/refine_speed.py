@@ -12,7 +12,9 @@ and what `rapo refine` ran before llama.cpp):
 3. Batch (`--batches DTYPE:SIZE,...`, the first is the baseline): Stage 1 loaded once in this process over
    --prompts prompts (VBench's, or built-in ones without ../shared/data), SIZE at a time (`Stage1.run_many`; 1 is
    `Stage1.run`, what `rapo refine --file` did before batching), same seed; prompts/hour of each, its ratio to the
-   baseline, and how many results equal the baseline's when the dtype is the same (all of them in float32).
+   baseline, and how many results equal the baseline's when the dtype is the same (all of them in float32). DTYPE
+   `vllm` asks a vLLM server (`scripts/vllm-local`, started for that row only) with the shipped adapter as its LoRA
+   module `rapo`, SIZE prompts at a time and up to 8 requests in flight (`OpenAILLM`'s default).
 
 Prints each figure beside its baseline; writes `bench/.work/refine_speed.json`.
 """
@@ -73,14 +75,18 @@ def cold_and_warm(env: dict, runs: int, dtype: str) -> dict:
             "warm_median_s": round(statistics.median(s for s, _ in warm), 2)}  # fmt: skip
 
 
-def batch(texts: list[str], dtype: str, size: int, target: str) -> tuple[dict, list]:
-    """Prompts/hour of Stage 1 over `texts`, `size` at a time, in this process; the row and the results."""
+def batch(texts: list[str], dtype: str, size: int, target: str, served: str | None = None) -> tuple[dict, list]:
+    """Prompts/hour of Stage 1 over `texts`, `size` at a time, in this process; the row and the results.
+
+    `dtype` "vllm" asks the vLLM server `served` (openai:URL#MODEL) with the shipped adapter as its LoRA module.
+    """
     from agent.runs.refine import open_graph, stage1_pipeline
     from agent.settings import Settings
     from tools.stage1 import Stage1Settings
 
     settings = Settings()
-    pipeline = stage1_pipeline(open_graph(None, settings), settings.llm, dtype, Stage1Settings(target=target))
+    llm, adapter = (served, VLLM_LORA) if dtype == "vllm" else (settings.llm, None)
+    pipeline = stage1_pipeline(open_graph(None, settings), llm, dtype, Stage1Settings(target=target), adapter)
     pipeline.load()
     started = time.perf_counter()
     if size == 1:
@@ -95,12 +101,31 @@ def batch(texts: list[str], dtype: str, size: int, target: str) -> tuple[dict, l
     return row, results
 
 
+VLLM_LORA = "rapo"
+VLLM_ENV = {**os.environ, "RAPO_VLLM_DIR": str(ROOT / ".vllm-local" / "bench")}
+
+
+def start_vllm() -> str:
+    """A vLLM server (`scripts/vllm-local`) serving SmolLM2 with the shipped adapter as LoRA module `rapo`."""
+    from tools.adapters import DEFAULT_ADAPTER
+
+    start = ["bash", str(ROOT / "scripts" / "vllm-local"), "start", "--lora", f"{VLLM_LORA}={DEFAULT_ADAPTER}"]
+    return subprocess.run(start, env=VLLM_ENV, check=True, capture_output=True, text=True).stdout.strip()
+
+
 def batches(n: int, configs: list[tuple[str, int]], target: str) -> list[dict]:
     """`batch` for every (dtype, size) over the same `n` prompts; ratios and identical results against the first."""
     texts = vbench_prompts(n)
     rows, base = [], None
     for dtype, size in configs:
-        row, results = batch(texts, dtype, size, target)
+        if dtype == "vllm":  # started for its row only: an idle server would still compete for the two cores
+            served = start_vllm()
+            try:
+                row, results = batch(texts, dtype, size, target, served)
+            finally:
+                subprocess.run(["bash", str(ROOT / "scripts" / "vllm-local"), "stop"], env=VLLM_ENV, check=False)
+        else:
+            row, results = batch(texts, dtype, size, target)
         if base is None:
             base = (row, results)
         row["vs_baseline"] = round(row["per_hour"] / base[0]["per_hour"], 2)
@@ -121,7 +146,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=100)
     parser.add_argument("--backends", default="float32,q8_0", help="RAPO_LLM_DTYPE values for the cold and warm runs.")
-    parser.add_argument("--batches", default="float32:1,float32:16,q8_0:1", help="DTYPE:SIZE,... (first: baseline).")
+    parser.add_argument(
+        "--batches",
+        default="float32:1,float32:16,q8_0:1",
+        help="DTYPE:SIZE,... (first: baseline); DTYPE vllm starts a vLLM server (scripts/vllm-local).",
+    )
     parser.add_argument("--target", default="wan")
     parser.add_argument("--warm-runs", type=int, default=3)
     parser.add_argument("--skip-cold", action="store_true", help="Only the batch measurement.")
