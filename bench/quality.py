@@ -8,8 +8,9 @@ Held-out prompts: the val split of `finetune/default_adapter.py` (seeded, by pro
     .venv/bin/python bench/quality.py                     # 40 held-out prompts, every row (about 9 min on 2 cores)
     .venv/bin/python bench/quality.py --limit 3 --rows distilled --work /tmp/bench-quality-trial
 
-Rows: the input itself; rapo with the plain model (`--adapter none`); rapo with the distilled default, with and
-without merging graph modifiers (`--max-modifiers 0`); and the references. Columns: faithfulness (share of the
+Rows: the input itself; rapo with the plain model (`--adapter none`); rapo with the distilled default, without
+merging graph modifiers (`--max-modifiers 0`), without nudging its answers towards them (`--weave-boost 0`), and as
+it is; and the references. Columns: faithfulness (share of the
 input's content words kept), MiniLM cosine similarity to the input, words, content words added, repeated 3-grams
 (share of all 3-grams that repeat one earlier in the same text), unchanged share, fallback share (Stage 1 answered
 with the input because every LLM answer failed the guards), incoherent share (`tools.guards.incoherence` or a chat
@@ -50,10 +51,11 @@ REFERENCES = {
     "Wan2.1 extender": "augmented_prompts/Wan2.1-T2V-1.3B/all_dimension_aug_wanx_seed42.txt",
     "HunyuanVideo rewrite": "augmented_prompts/hunyuan_all_dimension.txt",
 }
-RAPO_ROWS = {  # --rows key -> (row name, distilled?, max_modifiers)
-    "plain": ("rapo plain model", False, 3),
-    "nomerge": ("rapo distilled, no merge", True, 0),
-    "distilled": ("rapo distilled (default)", True, 3),
+RAPO_ROWS = {  # --rows key -> (row name, distilled?, Stage 1 settings other than the defaults)
+    "plain": ("rapo plain model", False, {}),
+    "nomerge": ("rapo distilled, no merge", True, {"max_modifiers": 0}),
+    "noweave": ("rapo distilled, no weave boost", True, {"weave_boost": 0.0}),
+    "distilled": ("rapo distilled (default)", True, {}),
 }
 
 
@@ -110,10 +112,10 @@ def figures(inputs: list[str], outputs: list[str], embedder: Embedder, target: s
     }
 
 
-def run_rapo(name: str, adapter: str | None, max_modifiers: int, prompts: list[str], target: str, seed: int) -> dict:
+def run_rapo(name: str, adapter: str | None, changes: dict, prompts: list[str], target: str, seed: int) -> dict:
     """Stage 1 over the prompts with one configuration; outputs, fallbacks, rejections and seconds per prompt."""
     settings = Settings()
-    stage1_settings = Stage1Settings(max_modifiers=max_modifiers, target=target)
+    stage1_settings = Stage1Settings(target=target, **changes)
     stage1 = stage1_pipeline(open_graph(None, settings), None, settings.llm_dtype, stage1_settings, adapter)
     stage1.load()
     outputs, seconds, fallbacks, rejected, branches, records = [], [], 0, 0, Counter(), []
@@ -149,7 +151,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--target", default=DEFAULT_TARGET)
     parser.add_argument("--adapter", default=None, help="The distilled rows' adapter (default: the shipped one).")
-    parser.add_argument("--rows", default="all", help="all, or a comma list of: plain, distilled, nomerge")
+    parser.add_argument("--rows", default="all", help=f"all, or a comma list of: {', '.join(RAPO_ROWS)}")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet_libraries()
@@ -160,10 +162,10 @@ def main() -> None:
     embedder = Embedder()
     rows: dict[str, dict] = {"input (unchanged)": {"outputs": inputs}}
     chosen = set(RAPO_ROWS) if args.rows == "all" else set(args.rows.split(","))
-    for key, (name, distilled, max_modifiers) in RAPO_ROWS.items():
+    for key, (name, distilled, changes) in RAPO_ROWS.items():
         if key in chosen:
             adapter = args.adapter if distilled else "none"
-            rows[name] = run_rapo(name, adapter, max_modifiers, inputs, args.target, args.seed)
+            rows[name] = run_rapo(name, adapter, changes, inputs, args.target, args.seed)
     for name, file in REFERENCES.items():
         texts = {n: t.strip() for n, t in read_lines(args.vbench / file)}
         rows[name] = {"outputs": [texts.get(n, "") for n in lines]}

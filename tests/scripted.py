@@ -14,6 +14,7 @@ class DistillLLM:
     def __init__(self, rapo: list[str], naive: list[str]):
         self.answers = {"rapo": rapo, "naive": naive}
         self.requests: list[list[dict]] = []
+        self.decodings: list = []  # the Decoding of each request
 
     def load(self):
         pass
@@ -23,8 +24,10 @@ class DistillLLM:
 
     def generate_many(self, conversations, seeds, decoding):
         out = []
-        for messages in conversations:
+        decodings = decoding if isinstance(decoding, list) else [decoding] * len(conversations)
+        for messages, one in zip(conversations, decodings, strict=True):
             self.requests.append(messages)
+            self.decodings.append(one)
             branch = "rapo" if "Include:" in messages[-2]["content"] else "naive"
             answers = self.answers[branch]
             asked = sum(("Include:" in m[-2]["content"]) == (branch == "rapo") for m in self.requests)

@@ -7,7 +7,7 @@ import pytest
 
 from graph_db.backends import open_store
 from tests.graphs import build_small_graph
-from tools.llm import Decoding, LocalLLM
+from tools.llm import Decoding, LocalLLM, default_llm_path, word_boost
 from tools.retrieval import GraphLookup
 from tools.stage1 import Stage1, Stage1Settings
 
@@ -20,7 +20,6 @@ def wordy_llm(tmp_path_factory):
     from transformers import AutoTokenizer
 
     from tests.tiny_llm import tiny_llama
-    from tools.llm import default_llm_path
 
     folder = tmp_path_factory.mktemp("wordy")
     model = tiny_llama(seed=1)
@@ -36,8 +35,10 @@ def test_a_chat_gets_the_same_answer_alone_and_in_a_batch(wordy_llm):
     llm = LocalLLM(wordy_llm / "model", dtype="float32")
     chats = [[{"role": "user", "content": text}] for text in
              ["a dog", "a red car driving at night in the rain", "hi", "a chef chopping onions, close-up"]]  # fmt: skip
-    decodings = [Decoding(max_new_tokens=n, temperature=0.7, stop_after_words=w)
-                 for n, w in [(20, None), (30, 5), (12, None), (25, 8)]]  # fmt: skip
+    # Each chat its own limits and words to weave in (`word_boost`), as Stage 1's asks have
+    limits = [(20, None, ["beach"]), (30, 5, []), (12, None, ["zebra", "kite"]), (25, 8, [])]
+    decodings = [Decoding(max_new_tokens=n, temperature=0.7, stop_after_words=w, boost_words=b, boost=4.0)
+                 for n, w, b in limits]  # fmt: skip
     seeds = [3, 4, 5, 3]
     alone = [llm.generate(chat, seed, d) for chat, seed, d in zip(chats, seeds, decodings, strict=True)]
     together = llm.generate_many(chats, seeds, decodings, batch_size=3)  # a batch of 3, then one of 1
@@ -74,3 +75,30 @@ def test_stage1_over_many_prompts_gives_each_the_result_of_a_single_run(wordy_ll
     assert len(batches) <= 2 * stage1.settings.attempts
     asked = sum(len([c for c in r.candidates if c.step == "distill"]) + len(r.rejected) for r in alone)
     assert sum(batches) == asked  # every answer was asked once, in a batch
+
+
+def test_word_boost_raises_the_first_tokens_of_the_words_not_written_yet():
+    import torch
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(default_llm_path())
+    prompt = tokenizer.encode("A dog running on the beach.", add_special_tokens=False)
+    decodings = [Decoding(boost_words=["shoreline", "gulls"], boost=2.5), Decoding(boost_words=[], boost=2.5)]
+    boost = word_boost(tokenizer, len(prompt), decodings)
+    shoreline = {tokenizer.encode(form, add_special_tokens=False)[0] for form in (" shoreline", " Shoreline")}
+    assert [tokenizer.decode([t]) for t in sorted(shoreline)] == [" shoreline", " Shore"]
+
+    def raised(text: str) -> set[int]:
+        """The tokens row 0's boost raises after `text`."""
+        written = tokenizer.encode(text, add_special_tokens=False)
+        ids = torch.tensor([prompt + written, prompt + written])
+        scores = boost(ids, torch.zeros(2, len(tokenizer)))
+        assert not scores[1].any()  # the row without words is left alone
+        assert set(scores[0].unique().tolist()) <= {0.0, 2.5}
+        return set(scores[0].nonzero().flatten().tolist())
+
+    # " gulls" starts with " g": too short to raise without raising every g-word, so only the shoreline's starts
+    assert raised("") == shoreline
+    assert raised(" Gulls wheel over the Shoreline.") == set()  # written, in the guards' sense (stems, any case)
+    assert raised(" Waves roll in.") == shoreline
+    assert word_boost(tokenizer, 0, [Decoding(boost_words=["x"], boost=0.0), Decoding()]) is None

@@ -102,7 +102,8 @@ def test_a_distilled_answer_that_ignores_the_modifier_or_repeats_itself_is_rejec
     ignores = "A brown dog sits quietly on a towel."
     naive = ["The dog is running on the beach.", "Its paws kick up sand as gulls wheel overhead."]
     llm = DistillLLM([ignores], naive)
-    result = Stage1(lookup, llm, Stage1Settings(max_modifiers=1, threshold=0.3)).run("a dog running on the beach")
+    settings = Stage1Settings(max_modifiers=1, threshold=0.3, weave_boost=2.0)
+    result = Stage1(lookup, llm, settings).run("a dog running on the beach")
     reasons = [(r.step, r.reason) for r in result.rejected]
     assert reasons == [
         ("distill_rewrite:rapo", "does not add 'running along the shoreline'"),
@@ -110,6 +111,8 @@ def test_a_distilled_answer_that_ignores_the_modifier_or_repeats_itself_is_rejec
         ("distill_rewrite:naive", "restates the prompt: 'The dog is running on the beach.'"),
     ]
     assert [c.branch for c in result.candidates] == ["naive"] and result.prompt.endswith(naive[1])
+    # Only the rapo answers are nudged towards the modifier's words the prompt lacks, by the settings' boost
+    assert [(d.boost_words, d.boost) for d in llm.decodings] == [(["shoreline"], 2.0)] * 2 + [([], 2.0)] * 2
 
     nothing = Stage1(lookup, DistillLLM(["Sure!"], ["Sure!", ""]), Stage1Settings(max_modifiers=0)).run("a dog")
     assert nothing.prompt == "a dog" and [c.step for c in nothing.candidates] == ["input"]

@@ -38,6 +38,12 @@ class Decoding(BaseModel):
     stop_after_words: int | None = Field(
         None, description="End an answer at the first sentence end once it has this many words (local models)."
     )
+    boost_words: list[str] = Field(
+        default_factory=list,
+        description="Words the answer should write: until it has, each one's first token gets `boost` added to its "
+        "logit (local models; a served model ignores them). One list per chat, like `max_new_tokens`.",
+    )
+    boost: float = Field(0.0, description="The logit added to `boost_words`' first tokens; 0 turns it off.")
 
 
 class Generation(BaseModel):
@@ -83,6 +89,10 @@ class ChatLLM(Protocol):
     ) -> list[Generation]:
         """Answer many chats, batched or concurrently, each as it would be alone; answers in input order."""
         ...
+
+
+PER_CHAT = {"max_new_tokens", "stop_after_words", "boost_words"}
+"""The `Decoding` fields that may differ between the chats of one batch."""
 
 
 def per_chat(
@@ -254,7 +264,7 @@ class LocalLLM:
 
         Every chat samples from its own seeded generator and stops at its own limits, so it gets the answer it gets
         alone (up to float rounding between batch shapes). `decoding` is one for all, or one per chat; those of a
-        batch may differ only in `max_new_tokens` and `stop_after_words`.
+        batch may differ only in `PER_CHAT`'s fields.
         """
         decodings = per_chat(conversations, seeds, decoding)
         out: list[Generation] = []
@@ -274,7 +284,7 @@ class LocalLLM:
     ) -> list[Generation]:
         import torch
 
-        shared = {d.model_dump_json(exclude={"max_new_tokens", "stop_after_words"}) for d in decodings}
+        shared = {d.model_dump_json(exclude=PER_CHAT) for d in decodings}
         if len(shared) > 1:
             raise ValueError("chats answered in one batch must share temperature, top_p and the penalties")
         decoding = decodings[0]
@@ -291,6 +301,8 @@ class LocalLLM:
         )  # fmt: skip
         start = inputs["input_ids"].shape[1]
         sampler = row_sampler(seeds, decoding.temperature, decoding.top_p) if decoding.temperature > 0 else None
+        if boost := word_boost(tokenizer, start, decodings):
+            sampler = [boost, *(sampler or [])]  # after the penalties, before the draw: as in LlamaCppLLM
         with torch.inference_mode():
             output = model.generate(
                 **inputs,
@@ -340,6 +352,44 @@ def row_sampler(seeds: Sequence[int], temperature: float, top_p: float):  # noqa
             return scores + gumbel
 
     return LogitsProcessorList([RowSampler()])
+
+
+def word_boost(tokenizer, start: int, decodings: Sequence[Decoding]):  # noqa: ANN001, ANN202 - torch is lazy
+    """A processor adding each row's `boost` to the first tokens of the `boost_words` it has not written yet.
+
+    "Written" in the guards' sense (`tools.guards.missing_words`); None when no row has such words. A soft lexical
+    constraint: the model still chooses where a word goes, and may not write it at all; the boost stops once the
+    word is there. It makes a rewrite asked to weave a phrase in do so more often.
+    """
+    import torch
+    from transformers import LogitsProcessor
+
+    from tools.guards import missing_words
+
+    if not any(d.boost and d.boost_words for d in decodings):
+        return None
+
+    def first_tokens(word: str) -> list[int]:
+        # The first token of " word" and " Word", where it holds 3 letters or the whole word: raising " g" (the
+        # start of " gulls") would raise every word that starts with a g.
+        forms = (f" {word}", f" {word.capitalize()}")
+        starts = {tokenizer.encode(form, add_special_tokens=False)[0] for form in forms}
+        return sorted(t for t in starts if len(tokenizer.decode([t]).strip()) >= min(3, len(word)))
+
+    rows = [{w: first_tokens(w) for w in d.boost_words} if d.boost else {} for d in decodings]
+
+    class WordBoost(LogitsProcessor):
+        def __call__(self, input_ids, scores):  # noqa: ANN001, ANN204, D102
+            scores = scores.clone()
+            for i, (words, decoding) in enumerate(zip(rows, decodings, strict=True)):
+                if not words:
+                    continue
+                written = tokenizer.decode(input_ids[i, start:], skip_special_tokens=True)
+                for word in missing_words(" ".join(words), written):
+                    scores[i, torch.tensor(words.get(word, []), dtype=torch.long)] += decoding.boost
+            return scores
+
+    return WordBoost()
 
 
 def nucleus(scores, top_p: float):  # noqa: ANN001, ANN201 - torch is imported lazily

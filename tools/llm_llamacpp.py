@@ -35,6 +35,7 @@ from tools.llm import (
     row_limits,
     row_sampler,
     shipped_gguf,
+    word_boost,
 )
 
 WEIGHT_TYPES = tuple(FILE_TYPES)
@@ -169,6 +170,8 @@ class LlamaCppLLM:
             processors.append(RepetitionPenaltyLogitsProcessor(decoding.repetition_penalty))
         if decoding.no_repeat_ngram_size > 0:
             processors.append(NoRepeatNGramLogitsProcessor(decoding.no_repeat_ngram_size))
+        if boost := word_boost(tokenizer, len(prompt), [decoding]):
+            processors.append(boost)
         if decoding.temperature > 0:
             processors += row_sampler([seed], decoding.temperature, decoding.top_p)
         stops = row_limits(tokenizer, len(prompt), [decoding])

@@ -53,6 +53,13 @@ class Stage1Settings(BaseModel):
         description="With an adapter, write the naive branch even when the rapo branch passed: SSPO's round 0 "
         "renders both, which is the label a learned discriminator trains on.",
     )
+    weave_boost: float = Field(
+        3.0,  # chosen on held-out VBench prompts that bench/quality.py does not score (README, "Weaving")
+        ge=0,
+        le=10,
+        description="With an adapter: the logit added to the first token of each modifier word the rapo answer has "
+        "not written yet, so that it weaves the modifiers in more often (`tools.llm.word_boost`); 0 turns it off.",
+    )
     decoding: Decoding = Field(
         # Copying the prompt is the task, so no repetition penalty (it would punish the prompt's own words).
         default_factory=lambda: Decoding(
@@ -358,12 +365,15 @@ class Stage1:
                 update={
                     "max_new_tokens": min(base.max_new_tokens, round(room * TOKENS_PER_WORD)),
                     "stop_after_words": max(target.target_words - len(prefix.split()), 4),
+                    "boost": self.settings.weave_boost,
                 }
             )
             limit = max(target.max_words, len(prefix.split()))
             details = [m.text for m in job.chosen]
-            branches = [("rapo", details), ("naive", [])] if job.chosen else [("naive", [])]
-            job_asks = [_Ask(job, b, d, prefix, limit, decoding) for b, d in branches]
+            # The rapo answer is nudged towards the modifiers' words the prompt lacks (`tools.llm.word_boost`)
+            weave = decoding.model_copy(update={"boost_words": guards.missing_words(" ".join(details), prefix)})
+            branches = [("rapo", details, weave), ("naive", [], decoding)] if job.chosen else [("naive", [], decoding)]
+            job_asks = [_Ask(job, b, d, prefix, limit, dec) for b, d, dec in branches]
             if len(job_asks) == 2 and not self.settings.both_branches:
                 job_asks[1].waits_for = job_asks[0]  # the naive branch only when every rapo answer failed
             asks += job_asks

@@ -51,6 +51,15 @@ def refine(
     top_k: Annotated[int, typer.Option(help="Scenes to expand.", min=1, max=50)] = 3,
     threshold: Annotated[float, typer.Option(help="Minimum modifier-prompt cosine similarity.")] = 0.5,
     max_modifiers: Annotated[int, typer.Option(help="Modifiers to merge, at most one per kind.", min=0)] = 3,
+    weave_boost: Annotated[
+        float,
+        typer.Option(
+            help="With the distilled rewriter: the logit added to each modifier word its answer has not written yet "
+            "(0 turns the nudge off).",
+            min=0,
+            max=10,
+        ),
+    ] = Stage1Settings.model_fields["weave_boost"].default,
     target: TargetOpt = None,
     discriminator: DiscriminatorOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as one JSON object.")] = False,
@@ -86,8 +95,9 @@ def refine(
     if prompt is not None:
         check_prompt(prompt)
     stage1 = Stage1Settings(
-        top_k=top_k, threshold=threshold, max_modifiers=max_modifiers, target=check_target(target or settings.target)
-    )
+        top_k=top_k, threshold=threshold, max_modifiers=max_modifiers, weave_boost=weave_boost,
+        target=check_target(target or settings.target),
+    )  # fmt: skip
     location = open_graph(graph, settings)
     llm = llm or settings.llm
     served = None if local else served_stage1(location[0], llm, adapter, discriminator, settings.llm_dtype, stage1)
