@@ -114,11 +114,11 @@ class RemoteStage1:
         """One prompt through the server's Stage 1, with the person's pinned and banned modifiers."""
         body = {"prompt": prompt, "seed": seed, "settings": self.settings.model_dump(mode="json"), "pin": list(pin),
                 "ban": list(ban)}  # fmt: skip
-        return Stage1Result.model_validate_json(post(self.server, "/refine", body))
+        return Stage1Result.model_validate_json(_post(self.server, "/refine", body))
 
     def models(self) -> dict[str, object]:
         """The server's model ids, template versions and graph provenance under these settings."""
-        return json.loads(post(self.server, "/models", self.settings.model_dump(mode="json")))
+        return json.loads(_post(self.server, "/models", self.settings.model_dump(mode="json")))
 
 
 class RemoteLookup:
@@ -130,7 +130,7 @@ class RemoteLookup:
     def retrieve(self, prompt: str, top_k: int = 3, threshold: float = 0.5) -> Retrieval:
         """The server's modifiers for `prompt`."""
         body = {"prompt": prompt, "top_k": top_k, "threshold": threshold}
-        return Retrieval.model_validate_json(post(self.server, "/lookup", body))
+        return Retrieval.model_validate_json(_post(self.server, "/lookup", body))
 
 
 class RemoteLLM:
@@ -182,10 +182,10 @@ class RemoteLLM:
         """Answer many chats on the server, each as it would be alone there; answers in input order."""
         body = {"conversations": list(conversations), "seeds": list(seeds), "plain": self.is_plain,
                 "decodings": [d.model_dump() for d in per_chat(conversations, seeds, decoding)]}  # fmt: skip
-        return [Generation.model_validate(g) for g in json.loads(post(self.server, "/generate", body))]
+        return [Generation.model_validate(g) for g in json.loads(_post(self.server, "/generate", body))]
 
 
-def post(server: ServerInfo, path: str, body: dict) -> bytes:
+def _post(server: ServerInfo, path: str, body: dict) -> bytes:
     """POST JSON to the server and return its answer's bytes."""
     request = urllib.request.Request(
         f"{server.url}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
