@@ -25,13 +25,13 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from agent.loop.state import Evaluation, ToolCall
-from agent.runs.training_pairs import branch_pairs
-from agent.runs.trajectory import TrajectoryStore
-from finetune.discriminator import train_discriminator
-from finetune.train import TrainConfig
-from graph_db.embeddings import Embedder
-from rapo_common import RapoError
+from rapo.agent.loop.state import Evaluation, ToolCall
+from rapo.agent.runs.training_pairs import branch_pairs
+from rapo.agent.runs.trajectory import TrajectoryStore
+from rapo.common import RapoError
+from rapo.finetune.discriminator import train_discriminator
+from rapo.finetune.train import TrainConfig
+from rapo.graph_db.embeddings import Embedder
 
 NAMES = {"logistic": "logistic (MiniLM features)", "lora": "LoRA on the LLM (A or B)"}
 NOUNS = ["cat", "dog", "car", "horse", "chef", "boat", "child", "bird", "train", "fox", "tractor", "surfer", "dancer",

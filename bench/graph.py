@@ -31,15 +31,15 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from graph_db.backends import open_store
-from graph_db.builder import build_graph
-from graph_db.embeddings import Embedder
-from graph_db.importers import read_captions
-from graph_db.neo4j_config import Neo4jSettings
-from graph_db.store import GraphSource
-from graph_db.transfer import copy_graph
-from rapo_common import progress_bar, quiet_libraries, stdout
-from tools.retrieval import GraphLookup
+from rapo.common import progress_bar, quiet_libraries, stdout
+from rapo.graph_db.backends import open_store
+from rapo.graph_db.builder import build_graph
+from rapo.graph_db.embeddings import Embedder
+from rapo.graph_db.importers import read_captions
+from rapo.graph_db.neo4j_config import Neo4jSettings
+from rapo.graph_db.store import GraphSource
+from rapo.graph_db.transfer import copy_graph
+from rapo.tools.retrieval import GraphLookup
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

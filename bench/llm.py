@@ -21,10 +21,10 @@ import time
 from functools import partial
 from pathlib import Path
 
-from prompts.loader import load_template
-from tools.llm import Decoding, LocalLLM
-from tools.llm_llamacpp import LlamaCppLLM
-from tools.llm_openai import OpenAILLM
+from rapo.prompts.loader import load_template
+from rapo.tools.llm import Decoding, LocalLLM
+from rapo.tools.llm_llamacpp import LlamaCppLLM
+from rapo.tools.llm_openai import OpenAILLM
 
 ROOT = Path(__file__).resolve().parents[1]
 VBENCH = ROOT.parent / "shared" / "data" / "benchmarks" / "vbench" / "prompts" / "all_dimension.txt"

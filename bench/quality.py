@@ -32,19 +32,19 @@ from pathlib import Path
 # Run as a script, this file's folder comes first on sys.path and its name hides the `finetune` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from agent.runs.refine import open_graph, stage1_pipeline  # noqa: E402
-from agent.settings import Settings  # noqa: E402
-from finetune.default_adapter import VBENCH, split_pairs  # noqa: E402
-from graph_db.embeddings import Embedder  # noqa: E402
-from rapo_common import (  # noqa: E402
+from rapo.agent.runs.refine import open_graph, stage1_pipeline  # noqa: E402
+from rapo.agent.settings import Settings  # noqa: E402
+from rapo.common import (  # noqa: E402
     progress_bar,
     quiet_libraries,
     read_lines,  # noqa: E402
     stderr,
 )
-from tools import guards  # noqa: E402
-from tools.profiles import DEFAULT_TARGET, profile  # noqa: E402
-from tools.stage1 import Stage1Settings  # noqa: E402
+from rapo.finetune.default_adapter import VBENCH, split_pairs  # noqa: E402
+from rapo.graph_db.embeddings import Embedder  # noqa: E402
+from rapo.tools import guards  # noqa: E402
+from rapo.tools.profiles import DEFAULT_TARGET, profile  # noqa: E402
+from rapo.tools.stage1 import Stage1Settings  # noqa: E402
 
 REFERENCES = {
     "GPT-4o (VBench _longer)": "augmented_prompts/gpt_enhanced_prompts/all_dimension_longer.txt",

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.llm import prompts as vbench_prompts  # noqa: E402
 
-RAPO = [sys.executable, "-m", "agent"]
+RAPO = [sys.executable, "-m", "rapo"]
 PROMPT = "a dog running on the beach"
 
 
@@ -80,9 +80,9 @@ def batch(texts: list[str], dtype: str, size: int, target: str, served: str | No
 
     `dtype` "vllm" asks the vLLM server `served` (openai:URL#MODEL) with the shipped adapter as its LoRA module.
     """
-    from agent.runs.refine import open_graph, stage1_pipeline
-    from agent.settings import Settings
-    from tools.stage1 import Stage1Settings
+    from rapo.agent.runs.refine import open_graph, stage1_pipeline
+    from rapo.agent.settings import Settings
+    from rapo.tools.stage1 import Stage1Settings
 
     settings = Settings()
     llm, adapter = (served, VLLM_LORA) if dtype == "vllm" else (settings.llm, None)
@@ -107,7 +107,7 @@ VLLM_ENV = {**os.environ, "RAPO_VLLM_DIR": str(ROOT / ".vllm-local" / "bench")}
 
 def start_vllm() -> str:
     """A vLLM server (`scripts/vllm-local`) serving SmolLM2 with the shipped adapter as LoRA module `rapo`."""
-    from tools.adapters import DEFAULT_ADAPTER
+    from rapo.tools.adapters import DEFAULT_ADAPTER
 
     start = ["bash", str(ROOT / "scripts" / "vllm-local"), "start", "--lora", f"{VLLM_LORA}={DEFAULT_ADAPTER}"]
     return subprocess.run(start, env=VLLM_ENV, check=True, capture_output=True, text=True).stdout.strip()

@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-RAPO = [sys.executable, "-m", "agent"]
+RAPO = [sys.executable, "-m", "rapo"]
 
 
 def optimize(prompts: Path, run_dir: Path, *extra: str) -> list[str]:

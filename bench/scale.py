@@ -20,12 +20,12 @@ import shutil
 import time
 from pathlib import Path
 
-from agent.loop.context import SSPOConfig
-from agent.runs.distributed import optimize_on_ray, start_workers
-from agent.runs.optimize import PromptItem, open_run
-from agent.runs.run_spec import RunSpec
-from graph_db.default_graph import default_graph_path
-from graph_db.embeddings import Embedder
+from rapo.agent.loop.context import SSPOConfig
+from rapo.agent.runs.distributed import optimize_on_ray, start_workers
+from rapo.agent.runs.optimize import PromptItem, open_run
+from rapo.agent.runs.run_spec import RunSpec
+from rapo.graph_db.default_graph import default_graph_path
+from rapo.graph_db.embeddings import Embedder
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

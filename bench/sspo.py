@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 from typer.testing import CliRunner
 
-from agent.cli.main import app
-from agent.runs.trajectory import open_run_dir
-from tools.generator import VideoGenerator
+from rapo.agent.cli.main import app
+from rapo.agent.runs.trajectory import open_run_dir
+from rapo.tools.generator import VideoGenerator
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CATEGORIES = {"generate_video": "generate", "refine_prompt": "llm", "revise_prompt": "llm"}
@@ -196,16 +196,16 @@ def with_cost(tool: Any, seconds: float) -> Any:
 
 def busy_benchmark(args: argparse.Namespace, prompts_file: Path) -> None:
     """The batch at overlap 1 and at `args.overlap` with the stand-ins; prints the busy fractions."""
-    from agent.loop.context import SSPOConfig
-    from agent.runs.optimize import open_run, optimize, read_prompt_list
-    from agent.runs.refine import open_graph, stage1_pipeline
-    from agent.runs.run_spec import RunSpec, build_context
-    from agent.settings import Settings
+    from rapo.agent.loop.context import SSPOConfig
+    from rapo.agent.runs.optimize import open_run, optimize, read_prompt_list
+    from rapo.agent.runs.refine import open_graph, stage1_pipeline
+    from rapo.agent.runs.run_spec import RunSpec, build_context
+    from rapo.agent.settings import Settings
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository's `tests`
+    from rapo.tools.generator import GenerationParams
+    from rapo.tools.stage1 import Stage1Settings
     from tests.tiny_llm import save_tiny_llm
-    from tools.generator import GenerationParams
-    from tools.stage1 import Stage1Settings
 
     # 1. Stage 1 with the tiny random LLM (its answers fail the guards: Stage 1 keeps the prompt), loaded once
     settings = Settings()

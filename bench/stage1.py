@@ -28,16 +28,16 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from graph_db.backends import open_store
-from graph_db.builder import build_graph
-from graph_db.embeddings import Embedder
-from graph_db.importers import read_captions
-from graph_db.store import GraphSource
-from rapo_common import progress_bar, quiet_libraries, stderr, stdout
-from tools.guards import faithfulness
-from tools.llm import LocalLLM
-from tools.retrieval import GraphLookup
-from tools.stage1 import Stage1, Stage1Settings
+from rapo.common import progress_bar, quiet_libraries, stderr, stdout
+from rapo.graph_db.backends import open_store
+from rapo.graph_db.builder import build_graph
+from rapo.graph_db.embeddings import Embedder
+from rapo.graph_db.importers import read_captions
+from rapo.graph_db.store import GraphSource
+from rapo.tools.guards import faithfulness
+from rapo.tools.llm import LocalLLM
+from rapo.tools.retrieval import GraphLookup
+from rapo.tools.stage1 import Stage1, Stage1Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

@@ -18,8 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from rapo_common import InputFileError, RapoError, read_lines
-from tools import guards
+from rapo.common import InputFileError, RapoError, read_lines
+from rapo.tools import guards
 
 Split = Literal["train", "val"]
 SPLITS: tuple[Split, ...] = ("train", "val")

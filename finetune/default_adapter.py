@@ -7,8 +7,8 @@ merge of retrieved modifiers. The split is by prompt group (the first three cont
 cat, Van Gogh style" share one), seeded, 10% held out; `bench/quality.py` reads the held-out prompts of
 `all_dimension.txt` from the dataset this writes.
 
-    .venv/bin/python -m finetune.default_adapter --work /tmp/rapo-distill          # data, train, ship
-    .venv/bin/python -m finetune.default_adapter --work /tmp/rapo-distill --resume # after a crash
+    .venv/bin/python -m rapo.finetune.default_adapter --work /tmp/rapo-distill          # data, train, ship
+    .venv/bin/python -m rapo.finetune.default_adapter --work /tmp/rapo-distill --resume # after a crash
 
 Writes `<work>/data`, `<work>/adapter` (checkpoints) and copies the adapter into `tools/adapters/vbench-smollm2`
 with `MANIFEST.json`: data files and their SHA-256, the command, seed, config and library versions.
@@ -27,12 +27,12 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from finetune.dataset import Pair, assign_splits, dedupe, pairs_from_files
-from finetune.train import TrainConfig, train
-from graph_db.extract import extract_phrases
-from prompts.loader import load_template
-from tools import guards
-from tools.distill import TEMPLATE
+from rapo.finetune.dataset import Pair, assign_splits, dedupe, pairs_from_files
+from rapo.finetune.train import TrainConfig, train
+from rapo.graph_db.extract import extract_phrases
+from rapo.prompts.loader import load_template
+from rapo.tools import guards
+from rapo.tools.distill import TEMPLATE
 
 ROOT = Path(__file__).resolve().parents[1]
 VBENCH = ROOT.parent / "shared" / "data" / "benchmarks" / "vbench" / "prompts"
@@ -136,7 +136,7 @@ def main() -> None:
     weights = load_file(args.work / "adapter" / "adapter_model.safetensors")
     save_file({k: v.half() for k, v in weights.items()}, SHIPPED / "adapter_model.safetensors", {"format": "pt"})
     manifest = {
-        "command": "python -m finetune.default_adapter " + " ".join(sys.argv[1:]),
+        "command": "python -m rapo.finetune.default_adapter " + " ".join(sys.argv[1:]),
         "dataset": summary,
         "train": result.__dict__ | {"adapter": str(SHIPPED.relative_to(ROOT))},
         "template": load_template(TEMPLATE).id,

@@ -28,12 +28,12 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from finetune.dataset import assign_splits
-from finetune.train import TrainConfig, fit, lora_model, resolve_base, shape_of
-from graph_db.embeddings import Embedder
-from prompts.loader import load_template
-from rapo_common import RapoError
-from tools.discriminator import (
+from rapo.common import RapoError
+from rapo.finetune.dataset import assign_splits
+from rapo.finetune.train import TrainConfig, fit, lora_model, resolve_base, shape_of
+from rapo.graph_db.embeddings import Embedder
+from rapo.prompts.loader import load_template
+from rapo.tools.discriminator import (
     TEMPLATE,
     LearnedDiscriminator,
     LoraDiscriminator,

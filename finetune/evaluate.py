@@ -8,13 +8,13 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from finetune.dataset import Pair, read_pairs
-from finetune.train import TEMPLATE, check_adapter_matches, resolve_base
-from graph_db.embeddings import Embedder
-from prompts.loader import load_template
-from rapo_common import RapoError
-from tools import distill, guards
-from tools.llm import Decoding, LocalLLM
+from rapo.common import RapoError
+from rapo.finetune.dataset import Pair, read_pairs
+from rapo.finetune.train import TEMPLATE, check_adapter_matches, resolve_base
+from rapo.graph_db.embeddings import Embedder
+from rapo.prompts.loader import load_template
+from rapo.tools import distill, guards
+from rapo.tools.llm import Decoding, LocalLLM
 
 # Greedy, with the mild repetition controls small models need (tools/llm.py's notes).
 EVAL_DECODING = Decoding(max_new_tokens=200, temperature=0.0, repetition_penalty=1.1, no_repeat_ngram_size=4)

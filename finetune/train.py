@@ -4,7 +4,7 @@ Commands:
     rapo finetune dataset --runs runs/tonight --out data/mine
     rapo finetune train --data data/mine --out adapters/mine --steps 200
     rapo finetune train --data data/mine --out adapters/mine --steps 400 --resume   # continue from the last checkpoint
-    python -m finetune.default_adapter --work /tmp/rapo-distill                    # the shipped default adapter
+    python -m rapo.finetune.default_adapter --work /tmp/rapo-distill                    # the shipped default adapter
 
 Underneath is the transformers `Trainer` (checkpoints hold the adapter, optimizer, scheduler, RNG and step);
 everything it is told is in `TrainConfig`, saved as `rapo_train.json` in the output folder. The result is a
@@ -23,10 +23,10 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from finetune.dataset import Pair, read_pairs
-from rapo_common import ModelError, RapoError
-from tools import distill
-from tools.llm import default_llm_path
+from rapo.common import ModelError, RapoError
+from rapo.finetune.dataset import Pair, read_pairs
+from rapo.tools import distill
+from rapo.tools.llm import default_llm_path
 
 TEMPLATE = distill.TEMPLATE
 

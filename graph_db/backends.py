@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graph_db.neo4j_config import is_server_url
-from graph_db.store import GraphStore
+from rapo.graph_db.neo4j_config import is_server_url
+from rapo.graph_db.store import GraphStore
 
 
 def open_store(location: str | Path, *, create: bool = False) -> GraphStore:
@@ -21,9 +21,9 @@ def open_store(location: str | Path, *, create: bool = False) -> GraphStore:
             also create missing constraints and vector indexes.
     """
     if not is_server_url(location):
-        from graph_db.sqlite_store import SQLiteGraphStore
+        from rapo.graph_db.sqlite_store import SQLiteGraphStore
 
         return SQLiteGraphStore(Path(location), create=create)
-    from graph_db.neo4j_store import Neo4jGraphStore
+    from rapo.graph_db.neo4j_store import Neo4jGraphStore
 
     return Neo4jGraphStore(str(location), create=create)

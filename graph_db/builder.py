@@ -6,13 +6,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from graph_db.backends import open_store
-from graph_db.embeddings import EMBEDDING_DIM, Embedder
-from graph_db.extract import extract_phrases
-from graph_db.model import MODIFIER_KINDS, CaptionPhrases, Kind
-from graph_db.neo4j_config import is_server_url
-from graph_db.store import EdgeRow, GraphMeta, GraphSource, GraphStore, NodeRow
-from rapo_common import GraphFileError
+from rapo.common import GraphFileError
+from rapo.graph_db.backends import open_store
+from rapo.graph_db.embeddings import EMBEDDING_DIM, Embedder
+from rapo.graph_db.extract import extract_phrases
+from rapo.graph_db.model import MODIFIER_KINDS, CaptionPhrases, Kind
+from rapo.graph_db.neo4j_config import is_server_url
+from rapo.graph_db.store import EdgeRow, GraphMeta, GraphSource, GraphStore, NodeRow
 
 Progress = Callable[[int], None]
 

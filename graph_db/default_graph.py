@@ -12,12 +12,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from graph_db.builder import GraphBuilder
-from graph_db.embeddings import Embedder
-from graph_db.model import CaptionPhrases, normalize_phrase
-from graph_db.sqlite_store import SQLiteGraphStore
-from graph_db.store import GraphSource
-from rapo_common import rapo_home
+from rapo.common import rapo_home
+from rapo.graph_db.builder import GraphBuilder
+from rapo.graph_db.embeddings import Embedder
+from rapo.graph_db.model import CaptionPhrases, normalize_phrase
+from rapo.graph_db.sqlite_store import SQLiteGraphStore
+from rapo.graph_db.store import GraphSource
 
 DEFAULT_GRAPH_VERSION: int = 1
 """Version of ``default_graph.json``; bump it whenever the JSON changes."""
@@ -63,7 +63,7 @@ def default_records() -> list[CaptionPhrases]:
         ValueError: If the file is not a list of records, or a record (named by its
             index) lacks a scene or has an empty phrase.
     """
-    text = resources.files("graph_db").joinpath(_RESOURCE).read_text(encoding="utf-8")
+    text = resources.files("rapo.graph_db").joinpath(_RESOURCE).read_text(encoding="utf-8")
     data = json.loads(text)
     if not isinstance(data, list):
         raise ValueError("default graph: expected a JSON list of records")

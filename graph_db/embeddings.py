@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rapo_common import ModelError
+from rapo.common import ModelError
 
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
 EMBEDDING_DIM = 384

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from graph_db import lexicon as lx
-from graph_db.model import CaptionPhrases, normalize_phrase
+from rapo.graph_db import lexicon as lx
+from rapo.graph_db.model import CaptionPhrases, normalize_phrase
 
 _TOKEN = re.compile(r"[^\W_]+(?:['-][^\W_]+)*|[.,;:!?()\"]")
 _BOILERPLATE = re.compile(r"(^|[.,;:!?]\s*|\band\s+|\bthen\s+)(?:" + "|".join(lx.BOILERPLATE_PREFIXES) + r")\b\s*")

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from graph_db.extract import extract_phrases
-from graph_db.model import Kind, normalize_phrase
+from rapo.graph_db.extract import extract_phrases
+from rapo.graph_db.model import Kind, normalize_phrase
 
 #: The kinds the gold rows label, with the gold column of each.
 GOLD_COLUMNS: dict[Kind, str] = {Kind.SCENE: "place", Kind.ACTION: "verb_obj_word", Kind.ATMOSPHERE: "scenario_word"}

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from graph_db.embeddings import EMBEDDING_DIM, Embedder
-from graph_db.model import Kind, normalize_phrase
-from graph_db.store import EdgeRow, GraphMeta, GraphSource, GraphStore, NodeRow
-from rapo_common import InputFileError, read_lines
+from rapo.common import InputFileError, read_lines
+from rapo.graph_db.embeddings import EMBEDDING_DIM, Embedder
+from rapo.graph_db.model import Kind, normalize_phrase
+from rapo.graph_db.store import EdgeRow, GraphMeta, GraphSource, GraphStore, NodeRow
 
 CAPTION_FORMATS = {".tsv": "captions-tsv", ".csv": "captions-csv", ".jsonl": "captions-jsonl", ".txt": "vbench-txt"}
 _CAPTION_COLUMNS = ("caption", "text", "prompt", "Input")

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 import numpy as np
 from neo4j import GraphDatabase, ManagedTransaction
 
-from graph_db.model import MODIFIER_KINDS, Hit, Kind, Neighbour, Node
-from graph_db.neo4j_config import Neo4jSettings, server_errors
-from graph_db.store import SCHEMA_VERSION, EdgeRow, GraphMeta, GraphStats, NodeRow
-from rapo_common import GraphFileError, GraphServerError
+from rapo.common import GraphFileError, GraphServerError
+from rapo.graph_db.model import MODIFIER_KINDS, Hit, Kind, Neighbour, Node
+from rapo.graph_db.neo4j_config import Neo4jSettings, server_errors
+from rapo.graph_db.store import SCHEMA_VERSION, EdgeRow, GraphMeta, GraphStats, NodeRow
 
 LABELS: dict[Kind, str] = {
     Kind.SCENE: "Scene",

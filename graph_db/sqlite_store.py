@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from graph_db.model import MODIFIER_KINDS, Hit, Kind, Neighbour, Node
-from graph_db.store import SCHEMA_VERSION, EdgeRow, GraphMeta, GraphStats, NodeRow
-from rapo_common import GraphFileError
+from rapo.common import GraphFileError
+from rapo.graph_db.model import MODIFIER_KINDS, Hit, Kind, Neighbour, Node
+from rapo.graph_db.store import SCHEMA_VERSION, EdgeRow, GraphMeta, GraphStats, NodeRow
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

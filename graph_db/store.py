@@ -10,9 +10,9 @@ from typing import Protocol
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graph_db.embeddings import EMBEDDING_DIM, Embedder
-from graph_db.model import Hit, Kind, Neighbour
-from rapo_common import GraphFileError
+from rapo.common import GraphFileError
+from rapo.graph_db.embeddings import EMBEDDING_DIM, Embedder
+from rapo.graph_db.model import Hit, Kind, Neighbour
 
 SCHEMA_VERSION = 1
 

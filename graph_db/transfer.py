@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from graph_db.model import Kind
-from graph_db.store import GraphMeta, GraphStats, GraphStore
-from rapo_common import GraphCopyError, GraphFileError
+from rapo.common import GraphCopyError, GraphFileError
+from rapo.graph_db.model import Kind
+from rapo.graph_db.store import GraphMeta, GraphStats, GraphStore
 
 NODES_PER_BATCH = 2000
 EDGES_PER_BATCH = 10000

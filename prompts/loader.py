@@ -35,7 +35,7 @@ class Template:
 @cache
 def load_template(name: str) -> Template:
     """Read `templates/<name>.toml`; raises KeyError naming the template if it does not exist."""
-    path = resources.files("prompts") / "templates" / f"{name}.toml"
+    path = resources.files("rapo.prompts") / "templates" / f"{name}.toml"
     if not path.is_file():
         raise KeyError(f"no prompt template named {name!r}")
     data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -36,7 +36,7 @@ def rapo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedder():
-    from graph_db.embeddings import Embedder
+    from rapo.graph_db.embeddings import Embedder
 
     e = Embedder()
     e.load()
@@ -53,7 +53,7 @@ def graph(tmp_path_factory, embedder):
 
 @pytest.fixture(scope="session")
 def llm(rapo_home):
-    from tools.llm import LocalLLM
+    from rapo.tools.llm import LocalLLM
 
     model = LocalLLM()
     model.load()
@@ -109,7 +109,7 @@ def neo4j_url() -> str:
 @pytest.fixture
 def empty_neo4j(neo4j_url) -> str:
     """The test database with no rapo graph in it."""
-    from graph_db.neo4j_store import Neo4jGraphStore
+    from rapo.graph_db.neo4j_store import Neo4jGraphStore
 
     with Neo4jGraphStore(neo4j_url, create=True) as store:
         store.clear()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graph_db.backends import open_store
-from graph_db.builder import GraphBuilder
-from graph_db.model import CaptionPhrases
-from graph_db.store import GraphSource
+from rapo.graph_db.backends import open_store
+from rapo.graph_db.builder import GraphBuilder
+from rapo.graph_db.model import CaptionPhrases
+from rapo.graph_db.store import GraphSource
 
 RECORDS = [
     CaptionPhrases(

@@ -17,7 +17,7 @@ def make_lora(out: Path, rank: int = 8, seed: int = 0) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from tools.llm import default_llm_path
+    from rapo.tools.llm import default_llm_path
 
     if (out / "adapter_config.json").is_file():
         return out

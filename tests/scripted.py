@@ -1,6 +1,6 @@
 """Scripted stand-ins for the LLM, for tests whose point is the plumbing around it."""
 
-from tools.llm import Generation
+from rapo.tools.llm import Generation
 
 
 class DistillLLM:

@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from graph_db.backends import open_store
+from rapo.graph_db.backends import open_store
+from rapo.tools.llm import Decoding, LocalLLM, default_llm_path, word_boost
+from rapo.tools.retrieval import GraphLookup
+from rapo.tools.stage1 import Stage1, Stage1Settings
 from tests.graphs import build_small_graph
-from tools.llm import Decoding, LocalLLM, default_llm_path, word_boost
-from tools.retrieval import GraphLookup
-from tools.stage1 import Stage1, Stage1Settings
 
 
 @pytest.fixture(scope="module")

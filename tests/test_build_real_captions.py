@@ -2,13 +2,13 @@
 
 from itertools import islice
 
-from graph_db.backends import open_store
-from graph_db.builder import build_graph
-from graph_db.importers import read_captions
-from graph_db.model import Kind
-from graph_db.store import GraphSource
+from rapo.graph_db.backends import open_store
+from rapo.graph_db.builder import build_graph
+from rapo.graph_db.importers import read_captions
+from rapo.graph_db.model import Kind
+from rapo.graph_db.store import GraphSource
+from rapo.tools.retrieval import GraphLookup
 from tests.conftest import shared_data
-from tools.retrieval import GraphLookup
 
 
 def test_build_from_video_captions(tmp_path, embedder):

@@ -9,15 +9,15 @@ import subprocess
 
 import pytest
 
-from agent.chat.session import ChatSettings, ChatStore
-from agent.loop.context import Context, SSPOConfig
-from agent.loop.state import Turn
-from agent.runs.run_spec import RunSpec, build_context
-from graph_db.backends import open_store
-from rapo_common import RapoError
+from rapo.agent.chat.session import ChatSettings, ChatStore
+from rapo.agent.loop.context import Context, SSPOConfig
+from rapo.agent.loop.state import Turn
+from rapo.agent.runs.run_spec import RunSpec, build_context
+from rapo.common import RapoError
+from rapo.graph_db.backends import open_store
+from rapo.tools.retrieval import GraphLookup
+from rapo.tools.stage1 import Stage1, Stage1Settings
 from tests.test_cli import RAPO
-from tools.retrieval import GraphLookup
-from tools.stage1 import Stage1, Stage1Settings
 
 PROMPT = "a dog running on the beach"
 

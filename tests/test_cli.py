@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-RAPO = [sys.executable, "-m", "agent"]
+RAPO = [sys.executable, "-m", "rapo"]
 
 
 def rapo(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -11,15 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
-from rapo_common import ModelError, ServiceError
-from tools.critics.flow import FlowCritic, direction
-from tools.critics.imaging import ImagingCritic
-from tools.critics.physics import PhysicsCritic, physical_law
-from tools.critics.questions import derive_questions
-from tools.critics.registry import CRITIC_NAMES, make_critic
-from tools.critics.temporal import TemporalCritic
-from tools.critics.vlm_judge import VlmJudge, parse_reply
-from tools.video import Video
+from rapo.common import ModelError, ServiceError
+from rapo.tools.critics.flow import FlowCritic, direction
+from rapo.tools.critics.imaging import ImagingCritic
+from rapo.tools.critics.physics import PhysicsCritic, physical_law
+from rapo.tools.critics.questions import derive_questions
+from rapo.tools.critics.registry import CRITIC_NAMES, make_critic
+from rapo.tools.critics.temporal import TemporalCritic
+from rapo.tools.critics.vlm_judge import VlmJudge, parse_reply
+from rapo.tools.video import Video
 
 
 def texture(height: int, width: int, cell: int = 4, seed: int = 0) -> np.ndarray:
@@ -139,7 +139,7 @@ class ScriptedJudge:
         self.reply, self.messages = reply, []
 
     def generate(self, messages, seed, decoding):
-        from tools.llm import Generation
+        from rapo.tools.llm import Generation
 
         self.messages.append(messages)
         return Generation(text=self.reply, new_tokens=10, seconds=0.0)
@@ -208,12 +208,12 @@ def test_noise_is_named():
 
 
 def test_clip_critic_on_tiny_random_clip(tmp_path):
-    from tools.critics.clip import ClipCritic, tiny_clip
+    from rapo.tools.critics.clip import ClipCritic, tiny_clip
 
     critic = ClipCritic(tiny_clip(tmp_path / "tiny-clip"), num_frames=4)
     result = critic.score(Video(translating(40, 56, 6, dx=1.0), fps=8.0), "a red cat running on the grass")
     # CLIPScore's mapping of the mean frame cosine, recomputed from the recorded per-frame cosines
-    from tools.critics.clip import CLIPSCORE_WEIGHT
+    from rapo.tools.critics.clip import CLIPSCORE_WEIGHT
 
     mean = float(np.mean(result.raw["cosine_per_frame"]))
     assert result.score == pytest.approx(min(1.0, CLIPSCORE_WEIGHT * max(mean, 0.0)), abs=1e-3)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from graph_db import default_graph
-from graph_db.default_graph import DEFAULT_GRAPH_VERSION, default_records
-from graph_db.model import CaptionPhrases, Kind, normalize_phrase
+from rapo.graph_db import default_graph
+from rapo.graph_db.default_graph import DEFAULT_GRAPH_VERSION, default_records
+from rapo.graph_db.model import CaptionPhrases, Kind, normalize_phrase
 
 COVERAGE_WORDS = (
     "dog cat horse bird fish car train boat airplane bicycle city beach ocean forest mountain "
@@ -29,7 +29,7 @@ def _all_phrases(records: list[CaptionPhrases]) -> list[str]:
 
 
 def test_json_loads_as_a_list_of_records() -> None:
-    text = resources.files("graph_db").joinpath("default_graph.json").read_text(encoding="utf-8")
+    text = resources.files("rapo.graph_db").joinpath("default_graph.json").read_text(encoding="utf-8")
     data = json.loads(text)
     assert isinstance(data, list)
     assert all(set(r) == {"scene", "actions", "atmospheres", "subjects"} for r in data)

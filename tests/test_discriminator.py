@@ -5,20 +5,20 @@ import json
 
 import pytest
 
-from agent.loop.state import Evaluation, ToolCall
-from agent.runs.training_pairs import branch_pairs
-from agent.runs.trajectory import TrajectoryStore
-from finetune.discriminator import train_discriminator
-from finetune.train import TrainConfig
-from graph_db.backends import open_store
-from prompts.loader import load_template
-from rapo_common import ModelError
+from rapo.agent.loop.state import Evaluation, ToolCall
+from rapo.agent.runs.training_pairs import branch_pairs
+from rapo.agent.runs.trajectory import TrajectoryStore
+from rapo.common import ModelError
+from rapo.finetune.discriminator import train_discriminator
+from rapo.finetune.train import TrainConfig
+from rapo.graph_db.backends import open_store
+from rapo.prompts.loader import load_template
+from rapo.tools.discriminator import LearnedDiscriminator, LoraDiscriminator
+from rapo.tools.llm import LocalLLM, default_llm_path
+from rapo.tools.retrieval import GraphLookup
+from rapo.tools.stage1 import Stage1, Stage1Settings
 from tests.scripted import DistillLLM
 from tests.test_cli import assert_one_line_error, rapo
-from tools.discriminator import LearnedDiscriminator, LoraDiscriminator
-from tools.llm import LocalLLM, default_llm_path
-from tools.retrieval import GraphLookup
-from tools.stage1 import Stage1, Stage1Settings
 
 SUBJECTS = ["a cat", "a red car", "two horses", "a chef", "a boat", "an old man", "a child", "a bird", "a train",
             "three ducks", "a dancer", "a fox", "a tractor", "a surfer"]  # fmt: skip

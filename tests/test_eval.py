@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.loop.state import Evaluation
-from agent.runs.eval_layouts import slots
-from agent.runs.evaluation import prompt_variants
-from agent.runs.trajectory import TrajectoryStore
-from rapo_common import InputFileError
+from rapo.agent.loop.state import Evaluation
+from rapo.agent.runs.eval_layouts import slots
+from rapo.agent.runs.evaluation import prompt_variants
+from rapo.agent.runs.trajectory import TrajectoryStore
+from rapo.common import InputFileError
 from tests.conftest import shared_data
 from tests.test_cli import RAPO, assert_one_line_error, rapo
 
@@ -99,7 +99,7 @@ def test_vbench_sample_is_what_vbench_reads_and_scores_by_round(tmp_path, llm_en
     # The run page shows the table and the plot
     from fastapi.testclient import TestClient
 
-    from agent.web.app import create_app
+    from rapo.agent.web.app import create_app
 
     client = TestClient(create_app([run], None))
     page = client.get("/runs/0").text

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from graph_db import lexicon
-from graph_db.extract import extract_phrases
-from graph_db.extract_eval import GoldRow, evaluate, load_gold, token_f1
-from graph_db.model import CaptionPhrases, Kind, normalize_phrase
+from rapo.graph_db import lexicon
+from rapo.graph_db.extract import extract_phrases
+from rapo.graph_db.extract_eval import GoldRow, evaluate, load_gold, token_f1
+from rapo.graph_db.model import CaptionPhrases, Kind, normalize_phrase
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 GOLD_FILES = [DATA / "rapo_samples" / "graph_test1.csv", DATA / "rapo_samples" / "graph_test2.csv"]

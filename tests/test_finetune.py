@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from agent.loop.state import Evaluation
-from agent.runs.training_pairs import pairs_from_runs
-from agent.runs.trajectory import TrajectoryStore
-from finetune.dataset import build_dataset, read_pairs
-from finetune.evaluate import lcs_length, rouge_l
-from rapo_common import RapoError
+from rapo.agent.loop.state import Evaluation
+from rapo.agent.runs.training_pairs import pairs_from_runs
+from rapo.agent.runs.trajectory import TrajectoryStore
+from rapo.common import RapoError
+from rapo.finetune.dataset import build_dataset, read_pairs
+from rapo.finetune.evaluate import lcs_length, rouge_l
 from tests.graphs import build_small_graph
 from tests.test_cli import assert_one_line_error, rapo
 
@@ -148,7 +148,7 @@ def test_adapter_of_another_model_is_refused(tmp_path, llm):
     small = tiny_llama()
     lora = LoraConfig(r=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM")
     get_peft_model(small, lora).save_pretrained(tmp_path / "adapter")
-    from tools.llm import LocalLLM
+    from rapo.tools.llm import LocalLLM
 
     with pytest.raises(RapoError, match="does not fit the base model"):
         LocalLLM(adapter=tmp_path / "adapter").load()
@@ -217,8 +217,8 @@ def test_trajectories_to_adapter_to_refine(tmp_path, embedder):
     # 5. The trained weights change the model: the next-token logits of a rewrite request differ with it on and off
     import torch
 
-    from tools import distill
-    from tools.llm import LocalLLM
+    from rapo.tools import distill
+    from rapo.tools.llm import LocalLLM
 
     tuned_llm = LocalLLM(adapter=adapter, dtype="float32")
     tokenizer, tuned_model = tuned_llm._loaded
@@ -232,8 +232,8 @@ def test_trajectories_to_adapter_to_refine(tmp_path, embedder):
 
 @pytest.mark.slow
 def test_loss_is_on_the_answer_tokens_only(llm):
-    from finetune.dataset import Pair
-    from finetune.train import collate, tokenize
+    from rapo.finetune.dataset import Pair
+    from rapo.finetune.train import collate, tokenize
 
     tokenizer = llm._loaded[0]
     example = tokenize(Pair(input="a dog", target="A brown dog runs on the beach."), tokenizer, 128)

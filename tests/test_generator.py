@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rapo_common import ModelError
-from tools.generator import (
+from rapo.common import ModelError
+from rapo.tools.generator import (
     CALL_MAPS,
     FALLBACK,
     REQUIRED_CALL_ARGS,
@@ -27,8 +27,8 @@ from tools.generator import (
     _call_map,
     video_key,
 )
-from tools.tiny_pipelines import TINY_MARKER, TINY_NOTE, TINY_SPECS, build_tiny_pipeline, save_tiny_pipeline
-from tools.video import read_video
+from rapo.tools.tiny_pipelines import TINY_MARKER, TINY_NOTE, TINY_SPECS, build_tiny_pipeline, save_tiny_pipeline
+from rapo.tools.video import read_video
 
 PARAMS = GenerationParams()  # 9 frames, 64x64, 2 steps
 
@@ -150,7 +150,7 @@ def test_sidecar_records_the_video_and_a_lost_sidecar_is_rebuilt_without_generat
 
 def test_two_processes_asking_for_the_same_video_generate_it_once(tmp_path):
     script = (
-        "import sys; from pathlib import Path; from tools.generator import VideoGenerator, GenerationParams; "
+        "import sys; from pathlib import Path; from rapo.tools.generator import VideoGenerator, GenerationParams; "
         "v = VideoGenerator('tiny-wan').generate('a cat', 0, GenerationParams(), Path(sys.argv[1])); print(v.cached)"
     )
     procs = [
@@ -284,7 +284,7 @@ def test_hunyuan_refuses_a_negative_prompt_its_guidance_would_ignore(generators,
 
 def test_ltx_says_once_that_its_frame_rate_is_not_the_mp4s(caplog, tmp_path):
     ltx = cpu("tiny-ltx")
-    with caplog.at_level(logging.WARNING, logger="tools.generator"):
+    with caplog.at_level(logging.WARNING, logger="rapo.tools.generator"):
         ltx.generate("a cat", 0, PARAMS, tmp_path)
         ltx.generate("a cat", 1, PARAMS, tmp_path)
     assert [r.getMessage() for r in caplog.records] == [
@@ -296,7 +296,7 @@ def test_a_mapped_class_built_in_the_test_loads_from_a_folder_and_follows_its_ma
     """MochiPipeline builds offline too, but stays out of TINY_SPECS: its 6k+1 rule is read from another attribute."""
     from diffusers import AutoencoderKLMochi, FlowMatchEulerDiscreteScheduler, MochiPipeline, MochiTransformer3DModel
 
-    from tools.tiny_pipelines import _seeded, _t5, tiny_tokenizer
+    from rapo.tools.tiny_pipelines import _seeded, _t5, tiny_tokenizer
 
     transformer = _seeded(0, lambda: MochiTransformer3DModel(
         patch_size=2, num_attention_heads=2, attention_head_dim=8, num_layers=1, pooled_projection_dim=16,

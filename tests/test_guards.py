@@ -1,6 +1,6 @@
 import pytest
 
-from tools import guards
+from rapo.tools import guards
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,10 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from graph_db.backends import open_store
-from graph_db.importers import import_rapo, read_captions
-from graph_db.model import Kind
-from rapo_common import InputFileError
+from rapo.common import InputFileError
+from rapo.graph_db.backends import open_store
+from rapo.graph_db.importers import import_rapo, read_captions
+from rapo.graph_db.model import Kind
 
 
 def test_tsv_with_filter(tmp_path):

@@ -1,4 +1,5 @@
-"""The import graph: arrows only point down the layers of DESIGN.md, and no module imports its own importer.
+"""The import graph of the package `rapo`: arrows only point down the layers of DESIGN.md, and no module imports
+its own importer.
 
 Every import counts, the ones inside functions too (rapo imports heavy packages where they are used).
 """
@@ -13,25 +14,38 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Bottom first. A module may import its own layer and the ones before it, never one after it.
 LAYERS = [
-    "rapo_common",  # errors, paths, the output layer
-    "prompts",
-    "graph_db",
-    "tools",
-    "finetune",  # never imports agent: agent.runs.training_pairs reads the runs into its pairs
-    "agent.settings",
-    "agent.loop",
-    "agent.runs",
-    "agent.chat",
-    "agent.web",
-    "agent.cli",  # wires every command, finetune's included
-    "agent",  # the package itself and `python -m agent`
+    "rapo.common",  # errors, paths, the output layer
+    "rapo.prompts",
+    "rapo.graph_db",
+    "rapo.tools",
+    "rapo.finetune",  # never imports agent: rapo.agent.runs.training_pairs reads the runs into its pairs
+    "rapo.agent.settings",
+    "rapo.agent.loop",
+    "rapo.agent.runs",
+    "rapo.agent.chat",
+    "rapo.agent.web",
+    "rapo.agent.cli",  # wires every command, finetune's included
+    "rapo.agent",  # the package itself
+    "rapo",  # the public package and `python -m rapo`
 ]
-PACKAGES = ("rapo_common", "prompts", "graph_db", "tools", "agent", "finetune")
+# The repository's folders and the names they are installed under (pyproject.toml's package-dir)
+FOLDERS = {"rapo": "rapo", "agent": "rapo.agent", "tools": "rapo.tools", "graph_db": "rapo.graph_db",
+           "prompts": "rapo.prompts", "finetune": "rapo.finetune"}  # fmt: skip
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    parts[0] = FOLDERS[parts[0]]
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_path(module: str) -> Path:
+    """The source file `module` would be if it is a module (rather than a package or a name in one)."""
+    parts = module.split(".")[1:]
+    folder = next((f for f, name in FOLDERS.items() if name != "rapo" and parts[:1] == [name[5:]]), "rapo")
+    if folder != "rapo":
+        parts = parts[1:]
+    return (ROOT / folder / Path(*(parts or ["__init__"]))).with_suffix(".py")
 
 
 def layer(module: str) -> int:
@@ -52,15 +66,15 @@ def imports(path: Path) -> list[tuple[int, str]]:
             if node.level:
                 pytest.fail(f"{path}:{node.lineno}: a relative import (rapo imports absolutely)")
             base = node.module or ""
-            # `from agent.loop import nodes` imports the module agent.loop.nodes
+            # `from rapo.agent.loop import nodes` imports the module rapo.agent.loop.nodes
             for alias in node.names:
                 sub = f"{base}.{alias.name}"
-                found.append((node.lineno, sub if (ROOT / Path(*sub.split("."))).with_suffix(".py").exists() else base))
-    return [(line, m) for line, m in found if m.split(".")[0] in PACKAGES or m == "tests" or m.startswith("tests.")]
+                found.append((node.lineno, sub if base.startswith("rapo") and module_path(sub).exists() else base))
+    return [(line, m) for line, m in found if m.split(".")[0] in ("rapo", "tests")]
 
 
 def sources() -> list[Path]:
-    return [ROOT / "rapo_common.py", *(p for pkg in PACKAGES[1:] for p in sorted((ROOT / pkg).rglob("*.py")))]
+    return [p for folder in FOLDERS for p in sorted((ROOT / folder).rglob("*.py"))]
 
 
 def test_every_module_is_in_a_layer():
@@ -103,10 +117,12 @@ def test_no_import_cycles():
 @pytest.mark.parametrize(
     ("module", "expected"),
     [
-        ("agent.loop.nodes", "agent.loop"),
-        ("agent.cli.main", "agent.cli"),
-        ("agent", "agent"),
-        ("tools.llm", "tools"),
+        ("rapo.agent.loop.nodes", "rapo.agent.loop"),
+        ("rapo.agent.cli.main", "rapo.agent.cli"),
+        ("rapo.agent", "rapo.agent"),
+        ("rapo.tools.llm", "rapo.tools"),
+        ("rapo.common", "rapo.common"),
+        ("rapo.__main__", "rapo"),
     ],
 )
 def test_layer_is_the_most_specific(module, expected):

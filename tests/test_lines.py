@@ -4,15 +4,15 @@ import json
 
 import pytest
 
-from agent.runs.refine import read_prompts, refine_file
-from finetune.dataset import pairs_from_files
-from graph_db.backends import open_store
-from graph_db.importers import read_captions
-from rapo_common import jsonl_line, read_lines
+from rapo.agent.runs.refine import read_prompts, refine_file
+from rapo.common import jsonl_line, read_lines
+from rapo.finetune.dataset import pairs_from_files
+from rapo.graph_db.backends import open_store
+from rapo.graph_db.importers import read_captions
+from rapo.tools.retrieval import GraphLookup
+from rapo.tools.stage1 import Stage1, Stage1Settings
 from tests.graphs import build_small_graph
 from tests.scripted import DistillLLM
-from tools.retrieval import GraphLookup
-from tools.stage1 import Stage1, Stage1Settings
 
 # Every character `str.splitlines` breaks at, inside a line, and the three line ends `open()` knows.
 INSIDE = ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e"]

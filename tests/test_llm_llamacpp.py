@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from rapo_common import ModelError
+from rapo.common import ModelError
+from rapo.tools import distill
+from rapo.tools.adapters import DEFAULT_ADAPTER
+from rapo.tools.gguf_export import gguf_weights, write_gguf
+from rapo.tools.llm import Decoding, LocalLLM, default_llm_path, load_transformers, shipped_gguf
+from rapo.tools.llm_backends import make_llm, resolve_dtype
+from rapo.tools.llm_llamacpp import LlamaCppLLM, llamacpp_available
 from tests.required import skip_or_fail
-from tools import distill
-from tools.adapters import DEFAULT_ADAPTER
-from tools.gguf_export import gguf_weights, write_gguf
-from tools.llm import Decoding, LocalLLM, default_llm_path, load_transformers, shipped_gguf
-from tools.llm_backends import make_llm, resolve_dtype
-from tools.llm_llamacpp import LlamaCppLLM, llamacpp_available
 
 CHAT = distill.messages("a dog running on the beach", ["golden hour light"])
 

@@ -8,19 +8,19 @@ import sys
 import numpy as np
 import pytest
 
-from graph_db.backends import open_store
-from graph_db.default_graph import default_graph_path
-from graph_db.model import CaptionPhrases, Kind
-from graph_db.neo4j_config import Neo4jSettings, is_server_url
-from graph_db.neo4j_store import LABELS, constraint_name, index_name
-from graph_db.store import GraphMeta, NodeRow
-from graph_db.transfer import copy_graph
-from rapo_common import GraphServerError
+from rapo.common import GraphServerError
+from rapo.graph_db.backends import open_store
+from rapo.graph_db.default_graph import default_graph_path
+from rapo.graph_db.model import CaptionPhrases, Kind
+from rapo.graph_db.neo4j_config import Neo4jSettings, is_server_url
+from rapo.graph_db.neo4j_store import LABELS, constraint_name, index_name
+from rapo.graph_db.store import GraphMeta, NodeRow
+from rapo.graph_db.transfer import copy_graph
+from rapo.tools.retrieval import GraphLookup
 from tests.conftest import SHARED_DATA
 from tests.graphs import build_small_graph
-from tools.retrieval import GraphLookup
 
-RAPO = [sys.executable, "-m", "agent"]
+RAPO = [sys.executable, "-m", "rapo"]
 
 # Used when ../shared is absent; ../shared/data/rapo_samples/test_prompts.txt holds the reference code's 15.
 FALLBACK_PROMPTS = [

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from agent.runs.trajectory import TrajectoryStore
+from rapo.agent.runs.trajectory import TrajectoryStore
 from tests.test_cli import RAPO, assert_one_line_error, rapo
 
 PROMPTS = [
@@ -60,8 +60,8 @@ def test_bad_options_fail_before_any_work(tmp_path, args, message):
 
 
 def test_prompt_files_keep_their_metadata(tmp_path):
-    from agent.runs.optimize import read_prompt_list
-    from rapo_common import InputFileError
+    from rapo.agent.runs.optimize import read_prompt_list
+    from rapo.common import InputFileError
 
     files = {
         "vbench.json": json.dumps([{"prompt_en": "a toilet, frozen in time", "dimension": ["temporal_flickering"]}]),

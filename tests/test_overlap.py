@@ -9,13 +9,13 @@ from pathlib import Path
 
 from langchain_core.tools import StructuredTool
 
-from agent.loop.context import SSPOConfig
-from agent.loop.graph import builder
-from agent.runs.optimize import PromptItem, checkpointer, open_run, optimize, run_prompt
-from agent.runs.run_spec import RunSpec, build_context
-from agent.runs.trajectory import TrajectoryStore
 from bench.sspo import StandInGenerator, StandInReviser
-from tools.stage1 import Stage1Settings
+from rapo.agent.loop.context import SSPOConfig
+from rapo.agent.loop.graph import builder
+from rapo.agent.runs.optimize import PromptItem, checkpointer, open_run, optimize, run_prompt
+from rapo.agent.runs.run_spec import RunSpec, build_context
+from rapo.agent.runs.trajectory import TrajectoryStore
+from rapo.tools.stage1 import Stage1Settings
 
 TEXTS = ["a dog running on the beach", "a chef chopping onions in a kitchen", "a red car driving at night"]
 
@@ -83,8 +83,8 @@ def test_the_local_llm_samples_one_chat_at_a_time_whatever_the_threads(tmp_path,
     """Seeding torch's global generator and sampling is one step: threads never interleave inside it."""
     from transformers import AutoTokenizer
 
+    from rapo.tools.llm import Decoding, LocalLLM
     from tests.tiny_llm import tiny_llama
-    from tools.llm import Decoding, LocalLLM
 
     folder = tmp_path / "talks"  # random weights that do not end at once: long, seed-dependent answers
     tiny_llama(seed=1).save_pretrained(folder)

@@ -126,8 +126,8 @@ def test_every_readme_example_parses(command):
     """Each example's command and options exist and take the values written, the ones that need a GPU too."""
     import typer
 
-    from agent.cli.main import app
-    from agent.cli.optimize import ray_flag_value
+    from rapo.agent.cli.main import app
+    from rapo.agent.cli.optimize import ray_flag_value
 
     args = ray_flag_value(shlex.split(command)[1:])
     group = typer.main.get_command(app)

@@ -1,9 +1,9 @@
 import pytest
 
-from graph_db.backends import open_store
-from graph_db.model import Kind
+from rapo.graph_db.backends import open_store
+from rapo.graph_db.model import Kind
+from rapo.tools.retrieval import GraphLookup
 from tests.graphs import build_small_graph
-from tools.retrieval import GraphLookup
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """The SSPO reviser: which attempts it is shown, its length limit, and the guards on what it writes."""
 
+from rapo.tools.profiles import profile
+from rapo.tools.revise import Attempt, PromptReviser, estimate_tokens, select_history
 from tests.test_stage1 import ScriptedLLM
-from tools.profiles import profile
-from tools.revise import Attempt, PromptReviser, estimate_tokens, select_history
 
 FEEDBACK = "Nearly static: only 1 of 8 frame pairs move; ask for clearly visible motion. " * 3
 

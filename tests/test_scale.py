@@ -19,18 +19,18 @@ from pathlib import Path
 
 import pytest
 
-from agent.loop.context import SSPOConfig
-from agent.loop.state import Evaluation, ToolCall
-from agent.runs.claims import ClaimedGenerator, VideoClaims, generation_counts
-from agent.runs.distributed import optimize_on_ray, start_workers
-from agent.runs.optimize import PromptItem, open_run, optimize
-from agent.runs.run_spec import RunSpec, build_context
-from agent.runs.schema import LATEST, MIGRATIONS
-from agent.runs.trajectory import TrajectoryStore
+from rapo.agent.loop.context import SSPOConfig
+from rapo.agent.loop.state import Evaluation, ToolCall
+from rapo.agent.runs.claims import ClaimedGenerator, VideoClaims, generation_counts
+from rapo.agent.runs.distributed import optimize_on_ray, start_workers
+from rapo.agent.runs.optimize import PromptItem, open_run, optimize
+from rapo.agent.runs.run_spec import RunSpec, build_context
+from rapo.agent.runs.schema import LATEST, MIGRATIONS
+from rapo.agent.runs.trajectory import TrajectoryStore
+from rapo.tools.generator import GenerationParams, video_key
+from rapo.tools.tiny_pipelines import TINY_MARKER, save_tiny_pipeline
 from tests import test_optimize_cli
 from tests.test_cli import RAPO, assert_one_line_error, rapo
-from tools.generator import GenerationParams, video_key
-from tools.tiny_pipelines import TINY_MARKER, save_tiny_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = [

@@ -1,7 +1,7 @@
 import pytest
 
-from agent.loop.selection import mean_ranks, select_best, unmet
-from agent.loop.state import Evaluation
+from rapo.agent.loop.selection import mean_ranks, select_best, unmet
+from rapo.agent.loop.state import Evaluation
 
 
 def ev(iteration, index, **scores):

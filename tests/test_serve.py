@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.runs.refine_client import RemoteStage1, ServerInfo
+from rapo.agent.runs.refine_client import RemoteStage1, ServerInfo
+from rapo.tools.stage1 import Stage1Settings
 from tests.test_cli import RAPO, rapo
-from tools.stage1 import Stage1Settings
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_refine_is_answered_by_the_server_with_the_result_it_would_compute(serve
     assert long.returncode == 2 and "prompt is 3000 characters" in long.stderr
 
     # The client never imports torch or transformers: that is where a cold start's seconds go
-    timing = subprocess.run([sys.executable, "-X", "importtime", "-m", "agent", "refine", "a cat"],
+    timing = subprocess.run([sys.executable, "-X", "importtime", "-m", "rapo", "refine", "a cat"],
                             capture_output=True, text=True, env=os.environ.copy(), timeout=300)  # fmt: skip
     assert timing.returncode == 0, timing.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in timing.stderr.splitlines() if "|" in line}
@@ -133,7 +133,7 @@ def test_chat_is_answered_by_the_server_with_the_session_it_would_have_locally(s
     assert "banned" in remote and "error" not in remote
 
     # A resumed session goes through it too, and the chat client loads no model: it never imports torch
-    resume = [sys.executable, "-X", "importtime", "-m", "agent", "chat", "--session", session_id,
+    resume = [sys.executable, "-X", "importtime", "-m", "rapo", "chat", "--session", session_id,
               "--home", str(tmp_path / "remote")]  # fmt: skip
     timing = subprocess.run(resume, input="c brighter\nq\n", capture_output=True, text=True, env=os.environ.copy(),
                             timeout=300)  # fmt: skip

@@ -7,21 +7,21 @@ from langchain_core.language_models.fake_chat_models import FakeMessagesListChat
 from langchain_core.messages import AIMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agent.loop import nodes
-from agent.loop.context import Context, SSPOConfig
-from agent.loop.controllers import LLMController, PolicyController
-from agent.loop.graph import after_decide, builder
-from agent.loop.state import Evaluation, SSPOState
-from agent.runs.optimize import PromptItem, open_run, optimize
-from graph_db.backends import open_store
+from rapo.agent.loop import nodes
+from rapo.agent.loop.context import Context, SSPOConfig
+from rapo.agent.loop.controllers import LLMController, PolicyController
+from rapo.agent.loop.graph import after_decide, builder
+from rapo.agent.loop.state import Evaluation, SSPOState
+from rapo.agent.runs.optimize import PromptItem, open_run, optimize
+from rapo.graph_db.backends import open_store
+from rapo.tools.critics.registry import make_critic
+from rapo.tools.generator import GenerationParams, VideoGenerator
+from rapo.tools.lc_tools import critic_tool, generate_video_tool, graph_lookup_tool, refine_prompt_tool
+from rapo.tools.retrieval import GraphLookup
+from rapo.tools.revise import PromptReviser
+from rapo.tools.stage1 import Stage1, Stage1Settings
 from tests.graphs import build_small_graph
 from tests.test_stage1 import ScriptedLLM
-from tools.critics.registry import make_critic
-from tools.generator import GenerationParams, VideoGenerator
-from tools.lc_tools import critic_tool, generate_video_tool, graph_lookup_tool, refine_prompt_tool
-from tools.retrieval import GraphLookup
-from tools.revise import PromptReviser
-from tools.stage1 import Stage1, Stage1Settings
 
 ANSWERS = {
     "Add the given detail": ["a dog running on the beach, running along the shoreline"],
@@ -98,8 +98,8 @@ def test_tournament_overrules_the_mean_rank_only_when_the_judge_agrees_in_both_o
 
     from langchain_core.tools import StructuredTool
 
-    from agent.loop.selection import rank_order
-    from tools.lc_tools import CompareArgs
+    from rapo.agent.loop.selection import rank_order
+    from rapo.tools.lc_tools import CompareArgs
 
     ctx = context(SSPOConfig(max_iters=2, candidates=2))
     state = SSPOState.model_validate(run(ctx))
@@ -132,8 +132,8 @@ def test_tournament_overrules_the_mean_rank_only_when_the_judge_agrees_in_both_o
 
 
 def test_build_context_wires_the_tournament_judge_only_with_a_vlm(tmp_path, embedder):
-    from agent.runs.run_spec import RunSpec, build_context
-    from rapo_common import RapoError
+    from rapo.agent.runs.run_spec import RunSpec, build_context
+    from rapo.common import RapoError
 
     stage1 = Stage1(GraphLookup(open_store(build_small_graph(tmp_path / "g.sqlite", embedder)), embedder),
                     ScriptedLLM(ANSWERS), Stage1Settings())  # fmt: skip

@@ -2,13 +2,13 @@ import re
 
 import pytest
 
-from graph_db.backends import open_store
-from rapo_common import PromptError
+from rapo.common import PromptError
+from rapo.graph_db.backends import open_store
+from rapo.tools.llm import Generation
+from rapo.tools.retrieval import GraphLookup
+from rapo.tools.stage1 import Stage1, Stage1Settings
 from tests.graphs import build_small_graph
 from tests.scripted import DistillLLM
-from tools.llm import Generation
-from tools.retrieval import GraphLookup
-from tools.stage1 import Stage1, Stage1Settings
 
 
 class ScriptedLLM:

@@ -3,10 +3,10 @@ import sqlite3
 import numpy as np
 import pytest
 
-from graph_db.backends import open_store
-from graph_db.model import Kind
-from graph_db.store import EdgeRow, GraphMeta, NodeRow
-from rapo_common import GraphFileError
+from rapo.common import GraphFileError
+from rapo.graph_db.backends import open_store
+from rapo.graph_db.model import Kind
+from rapo.graph_db.store import EdgeRow, GraphMeta, NodeRow
 from tests.graphs import RECORDS, build_small_graph
 
 # The contract tests run against every backend: `new_graph` is a fresh file and, with a server, the Neo4j database.

@@ -7,16 +7,16 @@ import sys
 
 import pytest
 
-import graph_db.transfer as transfer
-from graph_db.backends import open_store
-from graph_db.model import CaptionPhrases, Kind
-from graph_db.sqlite_store import SQLiteGraphStore
-from graph_db.transfer import copy_graph
-from rapo_common import GraphCopyError, GraphFileError
+import rapo.graph_db.transfer as transfer
+from rapo.common import GraphCopyError, GraphFileError
+from rapo.graph_db.backends import open_store
+from rapo.graph_db.model import CaptionPhrases, Kind
+from rapo.graph_db.sqlite_store import SQLiteGraphStore
+from rapo.graph_db.transfer import copy_graph
+from rapo.tools.retrieval import GraphLookup
 from tests.graphs import RECORDS, build_small_graph
-from tools.retrieval import GraphLookup
 
-RAPO = [sys.executable, "-m", "agent"]
+RAPO = [sys.executable, "-m", "rapo"]
 PROMPTS = ["a dog running on the beach", "a chef cooking dinner", "a red car at night"]
 
 

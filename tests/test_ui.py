@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.loop.context import SSPOConfig
-from agent.runs.optimize import PromptItem, open_run, optimize
+from rapo.agent.loop.context import SSPOConfig
+from rapo.agent.runs.optimize import PromptItem, open_run, optimize
 from tests.required import skip_or_fail
 from tests.test_cli import RAPO, rapo
 from tests.test_sspo import context  # noqa: F401 - the fixture that builds an SSPO context with the scripted LLM

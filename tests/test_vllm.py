@@ -5,12 +5,12 @@ import os
 
 import pytest
 
-from agent.loop.controllers import decision_tools
-from agent.runs.trajectory import TrajectoryStore
+from rapo.agent.loop.controllers import decision_tools
+from rapo.agent.runs.trajectory import TrajectoryStore
+from rapo.tools.llm import Decoding
+from rapo.tools.llm_openai import Endpoint, OpenAILLM
 from tests.graphs import build_small_graph
 from tests.test_cli import assert_one_line_error, rapo
-from tools.llm import Decoding
-from tools.llm_openai import Endpoint, OpenAILLM
 
 GREEDY = Decoding(max_new_tokens=32, temperature=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0)
 ASK = [{"role": "user", "content": "Rewrite as a detailed video caption: a dog running on the beach"}]

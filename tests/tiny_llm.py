@@ -36,7 +36,7 @@ def save_tiny_llm(out: Path, seed: int = 0) -> Path:
     """A `tiny_llama` that ends every answer at once, saved as a model folder with SmolLM2's tokenizer at `out`."""
     from transformers import AutoTokenizer
 
-    from tools.llm import default_llm_path
+    from rapo.tools.llm import default_llm_path
 
     if not (out / "config.json").is_file():
         tokenizer = AutoTokenizer.from_pretrained(default_llm_path())

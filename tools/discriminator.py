@@ -28,9 +28,9 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field, PrivateAttr
 
-from prompts.loader import load_template
-from rapo_common import ModelError
-from tools.llm import ChatLLM, LocalLLM, default_llm_path, load_adapter
+from rapo.common import ModelError
+from rapo.prompts.loader import load_template
+from rapo.tools.llm import ChatLLM, LocalLLM, default_llm_path, load_adapter
 
 FILE = "discriminator.json"
 SCALARS = ("similarity", "length_fit", "words_per_100", "rapo_branch")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from prompts.loader import load_template
-from tools import guards
+from rapo.prompts.loader import load_template
+from rapo.tools import guards
 
 TEMPLATE = "distill_rewrite"
 

@@ -53,9 +53,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from rapo_common import ModelError
-from tools.tiny_pipelines import TINY_NOTE, TINY_SPECS, build_tiny_pipeline, read_tiny_marker
-from tools.video import write_video
+from rapo.common import ModelError
+from rapo.tools.tiny_pipelines import TINY_NOTE, TINY_SPECS, build_tiny_pipeline, read_tiny_marker
+from rapo.tools.video import write_video
 
 logger = logging.getLogger(__name__)
 

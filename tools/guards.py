@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from graph_db.lexicon import COLOURS
+from rapo.graph_db.lexicon import COLOURS
 
 _WORD = re.compile(r"[a-z0-9]+")
 # Function words a rewrite may drop or change; everything else in a prompt is content the user asked for.

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
-from tools.critics.base import Critic
-from tools.generator import GenerationParams, VideoGenerator
-from tools.retrieval import GraphLookup
-from tools.stage1 import Stage1
-from tools.video import Video, read_video
+from rapo.tools.critics.base import Critic
+from rapo.tools.generator import GenerationParams, VideoGenerator
+from rapo.tools.retrieval import GraphLookup
+from rapo.tools.stage1 import Stage1
+from rapo.tools.video import Video, read_video
 
 if TYPE_CHECKING:
-    from tools.critics.vlm_judge import VlmJudge
+    from rapo.tools.critics.vlm_judge import VlmJudge
 
 
 class LookupArgs(BaseModel):

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from rapo_common import ModelError, rapo_home
+from rapo.common import ModelError, rapo_home
 
 DEFAULT_LLM = "SmolLM2-135M-Instruct"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -364,7 +364,7 @@ def word_boost(tokenizer, start: int, decodings: Sequence[Decoding]):  # noqa: A
     import torch
     from transformers import LogitsProcessor
 
-    from tools.guards import missing_words
+    from rapo.tools.guards import missing_words
 
     if not any(d.boost and d.boost_words for d in decodings):
         return None

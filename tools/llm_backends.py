@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rapo_common import ModelError
-from tools.llm import ChatLLM, LocalLLM, fastest_cpu_dtype
-from tools.llm_llamacpp import WEIGHT_TYPES, LlamaCppLLM, llamacpp_available
-from tools.llm_openai import OpenAILLM, is_endpoint_spec
+from rapo.common import ModelError
+from rapo.tools.llm import ChatLLM, LocalLLM, fastest_cpu_dtype
+from rapo.tools.llm_llamacpp import WEIGHT_TYPES, LlamaCppLLM, llamacpp_available
+from rapo.tools.llm_openai import OpenAILLM, is_endpoint_spec
 
 DTYPES = ("auto", *WEIGHT_TYPES, "bfloat16", "float32")
 

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
-from rapo_common import ModelError, rapo_home
-from tools.gguf_export import FILE_TYPES
-from tools.llm import (
+from rapo.common import ModelError, rapo_home
+from rapo.tools.gguf_export import FILE_TYPES
+from rapo.tools.llm import (
     DEFAULT_LLM,
     ChatLLM,
     Decoding,
@@ -65,7 +65,7 @@ def merged_gguf(adapter: Path | None, weight_type: str) -> Path:
     target = rapo_home() / "models" / f"{DEFAULT_LLM}-{digest.hexdigest()[:12]}.{weight_type}.gguf"
     if target.is_file():
         return target
-    from tools.gguf_export import export_merged
+    from rapo.tools.gguf_export import export_merged
 
     _, model = load_transformers(default_llm_path(), "float32", adapter)
     provenance = {"base": str(source), "adapter": str(adapter) if adapter else None, "weights": weight_type}

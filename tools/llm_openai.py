@@ -18,8 +18,8 @@ from contextlib import contextmanager
 
 from pydantic import BaseModel, Field
 
-from rapo_common import ModelError, ServiceError
-from tools.llm import Decoding, Generation, per_chat
+from rapo.common import ModelError, ServiceError
+from rapo.tools.llm import Decoding, Generation, per_chat
 
 SPEC_PREFIX = "openai:"
 _SPEC = re.compile(r"^openai:(https?://[^\s#/]+(?:/[^\s#]*)?)(?:#(\S+))?$")

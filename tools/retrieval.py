@@ -8,10 +8,10 @@ import time
 import numpy as np
 from pydantic import BaseModel, Field
 
-from graph_db.embeddings import Embedder
-from graph_db.model import Kind
-from graph_db.store import GraphStore
-from tools.guards import content_words, stem
+from rapo.graph_db.embeddings import Embedder
+from rapo.graph_db.model import Kind
+from rapo.graph_db.store import GraphStore
+from rapo.tools.guards import content_words, stem
 
 
 class Modifier(BaseModel):

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, Field
 
-from prompts.loader import load_template
-from tools import guards
-from tools.llm import ChatLLM, Decoding
-from tools.profiles import TargetProfile, profile
-from tools.stage1 import Rejection
+from rapo.prompts.loader import load_template
+from rapo.tools import guards
+from rapo.tools.llm import ChatLLM, Decoding
+from rapo.tools.profiles import TargetProfile, profile
+from rapo.tools.stage1 import Rejection
 
 
 class Attempt(BaseModel):

@@ -16,13 +16,13 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from prompts.loader import load_template
-from rapo_common import PromptError
-from tools import distill, guards
-from tools.discriminator import LearnedDiscriminator, LoraDiscriminator, hand_score, length_fit
-from tools.llm import ChatLLM, Decoding
-from tools.profiles import DEFAULT_TARGET, TargetName, TargetProfile, profile
-from tools.retrieval import GraphLookup, Modifier, Retrieval
+from rapo.common import PromptError
+from rapo.prompts.loader import load_template
+from rapo.tools import distill, guards
+from rapo.tools.discriminator import LearnedDiscriminator, LoraDiscriminator, hand_score, length_fit
+from rapo.tools.llm import ChatLLM, Decoding
+from rapo.tools.profiles import DEFAULT_TARGET, TargetName, TargetProfile, profile
+from rapo.tools.retrieval import GraphLookup, Modifier, Retrieval
 
 MAX_PROMPT_CHARS = 2000
 Branch = Literal["rapo", "naive"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rapo_common import InputFileError
+from rapo.common import InputFileError
 
 
 @dataclass(frozen=True)

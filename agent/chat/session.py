@@ -19,13 +19,13 @@ from typing import Literal
 from langgraph.types import Command, StateSnapshot
 from pydantic import BaseModel, Field
 
-from agent.loop.chat_graph import builder
-from agent.loop.context import Context, SSPOConfig
-from agent.loop.state import ChatState, Turn
-from agent.runs.optimize import checkpointer
-from agent.settings import Settings
-from rapo_common import PromptError, RapoError
-from tools.stage1 import Stage1Settings, check_prompt
+from rapo.agent.loop.chat_graph import builder
+from rapo.agent.loop.context import Context, SSPOConfig
+from rapo.agent.loop.state import ChatState, Turn
+from rapo.agent.runs.optimize import checkpointer
+from rapo.agent.settings import Settings
+from rapo.common import PromptError, RapoError
+from rapo.tools.stage1 import Stage1Settings, check_prompt
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -293,8 +293,8 @@ def chat_context(settings: ChatSettings, home: Path, served: bool = False) -> Co
     revisions (`agent/runs/refine_client.py`), so no model loads here. The person decides each step, so the spec's
     controller is never asked.
     """
-    from agent.runs.refine import check_target, open_graph, served_stage1
-    from agent.runs.run_spec import RunSpec, build_context
+    from rapo.agent.runs.refine import check_target, open_graph, served_stage1
+    from rapo.agent.runs.run_spec import RunSpec, build_context
 
     env = Settings()
     spec = RunSpec(

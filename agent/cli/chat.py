@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from agent.cli.options import AdapterOpt, GraphOpt, LlmOpt, LocalOpt, SeedOpt
-from rapo_common import RapoError, rapo_home, stderr, stdout
-from tools.critics.registry import CRITIC_NAMES
-from tools.tiny_pipelines import TINY_SPECS
+from rapo.agent.cli.options import AdapterOpt, GraphOpt, LlmOpt, LocalOpt, SeedOpt
+from rapo.common import RapoError, rapo_home, stderr, stdout
+from rapo.tools.critics.registry import CRITIC_NAMES
+from rapo.tools.tiny_pipelines import TINY_SPECS
 
 if TYPE_CHECKING:
-    from agent.chat.session import ChatSession, ChatStore, ChatView
-    from agent.loop.state import Turn
+    from rapo.agent.chat.session import ChatSession, ChatStore, ChatView
+    from rapo.agent.loop.state import Turn
 
 ChatHomeOpt = Annotated[
     Path | None, typer.Option("--home", help="Where sessions are kept (default: $RAPO_HOME/chat).", show_default=False)
@@ -61,9 +61,9 @@ def chat_cmd(
     While a `rapo serve` with the same graph and LLM runs, it does Stage 1, the lookups and the revisions: the
     chat starts without loading a model. --local loads them here anyway.
     """
-    from agent.chat.session import ChatSettings, ChatStore, chat_context
-    from agent.loop.context import SSPOConfig
-    from agent.settings import Settings
+    from rapo.agent.chat.session import ChatSettings, ChatStore, chat_context
+    from rapo.agent.loop.context import SSPOConfig
+    from rapo.agent.settings import Settings
 
     store = ChatStore(chat_home(home))
     if list_:
@@ -123,7 +123,7 @@ def converse(chat: ChatSession) -> None:
 
 
 def _turn(command: str, rest: str, view: ChatView) -> Turn:
-    from agent.loop.state import Turn
+    from rapo.agent.loop.state import Turn
 
     if command in ("a", "accept"):
         return Turn(action="accept", candidate=int(rest or 0))

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agent.cli.options import (
+from rapo.agent.cli.options import (
     CpuOffloadOpt,
     FramesOpt,
     GraphOpt,
@@ -21,8 +21,8 @@ from agent.cli.options import (
     VaeTilingOpt,
     WidthOpt,
 )
-from rapo_common import RapoError, stderr, stdout
-from tools.tiny_pipelines import TINY_SPECS
+from rapo.common import RapoError, stderr, stdout
+from rapo.tools.tiny_pipelines import TINY_SPECS
 
 eval_app = typer.Typer(help="Benchmark samples and scores: the paper's tables, from one run.", no_args_is_help=True)
 
@@ -70,10 +70,10 @@ def sample_cmd(
       rapo eval sample vbench --out runs/wan --generator ~/models/Wan2.1-T2V-1.3B-Diffusers --frames 81 \\
           --height 480 --width 832 --steps 20
     """
-    from agent.cli.optimize import optimize_cmd
-    from agent.runs.eval_layouts import check_bench
-    from agent.runs.evaluation import parse_rounds, sample
-    from tools.generator import GenerationParams, VideoGenerator
+    from rapo.agent.cli.optimize import optimize_cmd
+    from rapo.agent.runs.eval_layouts import check_bench
+    from rapo.agent.runs.evaluation import parse_rounds, sample
+    from rapo.tools.generator import GenerationParams, VideoGenerator
 
     # 1. Check the input, then make sure the run is there: optimize (or resume) it with the same video settings
     check_bench(bench)
@@ -120,7 +120,7 @@ def score_cmd(
       rapo eval score vbench runs/vbench
       rapo eval score vbench runs/vbench --evaluator my_metrics.py:score
     """
-    from agent.runs.evaluation import load_evaluator, mean_row, plot, read_sample, score
+    from rapo.agent.runs.evaluation import load_evaluator, mean_row, plot, read_sample, score
 
     folder, _, _ = read_sample(bench, run_dir)  # before the evaluator: a missing sample is the first thing to say
     table = score(bench, run_dir, load_evaluator(bench, evaluator, folder, device))
@@ -148,7 +148,7 @@ def _finished(run_dir: Path) -> bool:
     """Whether `run_dir` holds a run whose every prompt is done (nothing to optimize before sampling)."""
     if not (run_dir / "run.json").is_file():
         return False
-    from agent.runs.trajectory import open_run_dir
+    from rapo.agent.runs.trajectory import open_run_dir
 
     store, run_id = open_run_dir(run_dir)
     try:

@@ -9,10 +9,10 @@ from typing import Annotated, Literal
 import typer
 from rich.table import Table
 
-from agent.cli.options import JsonOpt
-from agent.settings import Settings
-from rapo_common import stdout
-from tools.llm_openai import is_endpoint_spec
+from rapo.agent.cli.options import JsonOpt
+from rapo.agent.settings import Settings
+from rapo.common import stdout
+from rapo.tools.llm_openai import is_endpoint_spec
 
 finetune_app = typer.Typer(help="Distil optimised prompts into a small LoRA rewriter.", no_args_is_help=True)
 
@@ -46,8 +46,8 @@ def dataset(
       rapo finetune dataset --runs runs/tonight --runs runs/wan --out data/mine
       rapo finetune dataset --pairs all_dimension.txt all_dimension_longer.txt --out data/vbench
     """
-    from agent.runs.training_pairs import pairs_from_runs
-    from finetune.dataset import build_dataset
+    from rapo.agent.runs.training_pairs import pairs_from_runs
+    from rapo.finetune.dataset import build_dataset
 
     summary = build_dataset(
         out, pairs_from_runs(runs, margin), pairs=pairs, val_fraction=val_fraction, seed=seed,
@@ -85,8 +85,8 @@ def train(
       rapo finetune train --data data/mine --out adapters/mine --base ~/models/Qwen2.5-0.5B-Instruct --steps 500
       rapo finetune train --data data/mine --out adapters/mine --steps 400 --resume
     """
-    from finetune.train import TrainConfig
-    from finetune.train import train as run_training
+    from rapo.finetune.train import TrainConfig
+    from rapo.finetune.train import train as run_training
 
     config = TrainConfig(
         data=str(data), out=str(out), base=_base(base), steps=steps, batch_size=batch_size, lr=lr, rank=rank,
@@ -118,7 +118,7 @@ def eval_cmd(
       rapo finetune eval --adapter adapters/mine --data data/mine
       rapo finetune eval --adapter adapters/mine --data data/mine --limit 20 --json
     """
-    from finetune.evaluate import evaluate, write_report
+    from rapo.finetune.evaluate import evaluate, write_report
 
     result = evaluate(adapter, data, base=_base(base), limit=limit)
     write_report(result, report or adapter / "eval.json")
@@ -153,9 +153,9 @@ def discriminator_cmd(
       rapo finetune discriminator --runs runs/wan --kind lora --steps 200 --out discriminators/lora
       rapo refine --discriminator discriminators/wan "a dog running on the beach"
     """
-    from agent.runs.training_pairs import branch_pairs
-    from finetune.discriminator import train_discriminator
-    from finetune.train import TrainConfig
+    from rapo.agent.runs.training_pairs import branch_pairs
+    from rapo.finetune.discriminator import train_discriminator
+    from rapo.finetune.train import TrainConfig
 
     lora = TrainConfig(base=_base(base), steps=steps, batch_size=batch_size, lr=lr, max_len=max_len)
     found = branch_pairs(runs)
@@ -183,7 +183,7 @@ def _base(base: str | None) -> str | None:
 
 def eval_table(report) -> Table:  # noqa: ANN001 - finetune.evaluate is imported lazily
     """The base-vs-adapter means as a rich table."""
-    from finetune.evaluate import table_rows
+    from rapo.finetune.evaluate import table_rows
 
     table = Table(title=f"{report.pairs} val pairs, {report.data}")
     for column in ("model", "similarity", "ROUGE-L", "faithfulness", "words"):

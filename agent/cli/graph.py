@@ -9,18 +9,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from agent.cli.options import GraphOpt, JsonOpt
-from agent.runs.refine import open_graph
-from agent.settings import Settings
-from graph_db.backends import open_store
-from graph_db.builder import build_graph
-from graph_db.embeddings import Embedder
-from graph_db.importers import caption_format, import_rapo, read_captions
-from graph_db.neo4j_config import is_server_url
-from graph_db.store import GraphSource, GraphStore, check_embedder
-from graph_db.transfer import CopyReport, copy_graph
-from rapo_common import GraphFileError, InputFileError, RapoError, progress_bar, stderr, stdout
-from tools.retrieval import GraphLookup
+from rapo.agent.cli.options import GraphOpt, JsonOpt
+from rapo.agent.runs.refine import open_graph
+from rapo.agent.settings import Settings
+from rapo.common import GraphFileError, InputFileError, RapoError, progress_bar, stderr, stdout
+from rapo.graph_db.backends import open_store
+from rapo.graph_db.builder import build_graph
+from rapo.graph_db.embeddings import Embedder
+from rapo.graph_db.importers import caption_format, import_rapo, read_captions
+from rapo.graph_db.neo4j_config import is_server_url
+from rapo.graph_db.store import GraphSource, GraphStore, check_embedder
+from rapo.graph_db.transfer import CopyReport, copy_graph
+from rapo.tools.retrieval import GraphLookup
 
 graph_app = typer.Typer(help="Build, import, inspect and query relation graphs.", no_args_is_help=True)
 

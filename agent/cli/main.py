@@ -8,18 +8,18 @@ from typing import Annotated
 
 import typer
 
-from agent.cli.chat import chat_cmd
-from agent.cli.eval import eval_app
-from agent.cli.finetune import finetune_app
-from agent.cli.graph import graph_app
-from agent.cli.optimize import optimize_cmd, ray_flag_value, runs_app
-from agent.cli.options import AdapterOpt, DiscriminatorOpt, GraphOpt, LlmOpt, LocalOpt, SeedOpt, TargetOpt
-from agent.cli.serve import serve_cmd
-from agent.cli.ui import ui_cmd
-from agent.runs.refine import check_target, open_graph, read_prompts, refine_file, served_stage1, stage1_pipeline
-from agent.settings import Settings
-from rapo_common import RapoError, quiet_libraries, stderr, stdout
-from tools.stage1 import Stage1Settings, check_prompt
+from rapo.agent.cli.chat import chat_cmd
+from rapo.agent.cli.eval import eval_app
+from rapo.agent.cli.finetune import finetune_app
+from rapo.agent.cli.graph import graph_app
+from rapo.agent.cli.optimize import optimize_cmd, ray_flag_value, runs_app
+from rapo.agent.cli.options import AdapterOpt, DiscriminatorOpt, GraphOpt, LlmOpt, LocalOpt, SeedOpt, TargetOpt
+from rapo.agent.cli.serve import serve_cmd
+from rapo.agent.cli.ui import ui_cmd
+from rapo.agent.runs.refine import check_target, open_graph, read_prompts, refine_file, served_stage1, stage1_pipeline
+from rapo.agent.settings import Settings
+from rapo.common import RapoError, quiet_libraries, stderr, stdout
+from rapo.tools.stage1 import Stage1Settings, check_prompt
 
 app = typer.Typer(
     help="rapo: turn short text-to-video prompts into prompts that make better videos.",

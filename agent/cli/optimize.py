@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from agent.cli.options import (
+from rapo.agent.cli.options import (
     AdapterOpt,
     CpuOffloadOpt,
     DiscriminatorOpt,
@@ -26,11 +26,11 @@ from agent.cli.options import (
     VaeTilingOpt,
     WidthOpt,
 )
-from agent.runs.refine import open_graph
-from agent.settings import Settings
-from rapo_common import RapoError, stderr, stdout
-from tools.critics.registry import CRITIC_NAMES
-from tools.tiny_pipelines import TINY_SPECS
+from rapo.agent.runs.refine import open_graph
+from rapo.agent.settings import Settings
+from rapo.common import RapoError, stderr, stdout
+from rapo.tools.critics.registry import CRITIC_NAMES
+from rapo.tools.tiny_pipelines import TINY_SPECS
 
 runs_app = typer.Typer(help="Inspect and export optimisation runs.", no_args_is_help=True)
 
@@ -143,13 +143,13 @@ def optimize_cmd(
       rapo optimize prompts.txt --out /shared/runs/tonight --ray auto --store postgresql://rapo@db:5432/rapo
     """
     # Imported here: torch, diffusers and LangGraph take seconds to import, and other commands need none of them.
-    from agent.loop.context import SSPOConfig
-    from agent.runs.optimize import default_overlap, open_run, optimize, read_prompt_list
-    from agent.runs.refine import check_target
-    from agent.runs.run_spec import RunSpec, build_context
-    from agent.runs.trajectory import TrajectoryStore
-    from tools.generator import GenerationParams, VideoGenerator
-    from tools.stage1 import Stage1Settings
+    from rapo.agent.loop.context import SSPOConfig
+    from rapo.agent.runs.optimize import default_overlap, open_run, optimize, read_prompt_list
+    from rapo.agent.runs.refine import check_target
+    from rapo.agent.runs.run_spec import RunSpec, build_context
+    from rapo.agent.runs.trajectory import TrajectoryStore
+    from rapo.tools.generator import GenerationParams, VideoGenerator
+    from rapo.tools.stage1 import Stage1Settings
 
     # 1. Check everything before any work: prompts, critics, thresholds, model paths, graph, store
     settings = Settings()
@@ -193,7 +193,7 @@ def optimize_cmd(
         record["store"] = opened.location
         opened.close()
     if ray is not None:
-        from agent.runs.distributed import connect, optimize_on_ray, start_workers
+        from rapo.agent.runs.distributed import connect, optimize_on_ray, start_workers
 
         workers, gpus = connect(None if ray == "local" else ray, video_generator.real_model)
     info = open_run(out, prompts_file, prompts, record, resume)
@@ -213,7 +213,7 @@ def _critic_options(name: str, vlm: str | None, clip: Path | None, llm: str | No
     The physics critic's judge is the served `--llm`, else the `--vlm`; without either it applies its rules.
     """
     if name == "physics":
-        from tools.llm_openai import is_endpoint_spec
+        from rapo.tools.llm_openai import is_endpoint_spec
 
         judge = llm if is_endpoint_spec(llm) else vlm
         return {"judge": judge} if judge else {}
@@ -223,7 +223,7 @@ def _critic_options(name: str, vlm: str | None, clip: Path | None, llm: str | No
                 "the VLM judge (--critics vlm, --select tournament) needs --vlm openai:http://HOST:PORT/v1[#MODEL]"
                 " (or $RAPO_VLM)"
             )
-        from tools.llm_openai import OpenAILLM
+        from rapo.tools.llm_openai import OpenAILLM
 
         judge = OpenAILLM(vlm)  # checks now that the server answers and serves the model
         return {"base_url": judge.endpoint.base_url, "model": judge.model}
@@ -244,7 +244,7 @@ def list_runs(run_dirs: Annotated[list[Path], typer.Argument(help="Run dirs.")])
     Example:
       rapo runs list runs/*
     """
-    from agent.runs.runs_view import run_summary
+    from rapo.agent.runs.runs_view import run_summary
 
     table = Table()
     for column in ("run dir", "run id", "done", "failed", "running", "pending"):
@@ -269,11 +269,11 @@ def show(run_dir: RunDir, as_json: JsonOpt = False) -> None:
       rapo runs show runs/tonight
       rapo runs show runs/tonight --json     # the data of `rapo ui`'s run page
     """
-    from agent.runs.trajectory import open_run_dir
+    from rapo.agent.runs.trajectory import open_run_dir
 
     store, run_id = open_run_dir(run_dir)
     if as_json:
-        from agent.runs.runs_view import detail_json, run_detail
+        from rapo.agent.runs.runs_view import detail_json, run_detail
 
         store.close()
         stdout.print_json(data=detail_json(run_detail(0, run_dir)))
@@ -322,7 +322,7 @@ def export(
       rapo runs export runs/tonight --out best.jsonl
       rapo runs export runs/tonight --out best.txt --format vbench
     """
-    from agent.runs.trajectory import open_run_dir
+    from rapo.agent.runs.trajectory import open_run_dir
 
     store, run_id = open_run_dir(run_dir)
     rows = store.prompts(run_id)

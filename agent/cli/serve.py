@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from agent.cli.options import AdapterOpt, DiscriminatorOpt, GraphOpt, LlmOpt
+from rapo.agent.cli.options import AdapterOpt, DiscriminatorOpt, GraphOpt, LlmOpt
 
 
 def serve_cmd(
@@ -22,9 +22,9 @@ def serve_cmd(
       rapo serve &
       rapo refine "a dog running on the beach"       # answered by the server: no model load
     """
-    from agent.runs.refine import open_graph, stage1_identity, stage1_pipeline
-    from agent.settings import Settings
-    from agent.web.refine_server import serve
+    from rapo.agent.runs.refine import open_graph, stage1_identity, stage1_pipeline
+    from rapo.agent.settings import Settings
+    from rapo.agent.web.refine_server import serve
 
     settings = Settings()
     location = open_graph(graph, settings)

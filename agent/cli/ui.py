@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 
-from agent.cli.chat import ChatHomeOpt, chat_home
-from agent.cli.options import AdapterOpt, GraphOpt, LlmOpt
-from rapo_common import RapoError, stderr
-from tools.critics.registry import CRITIC_NAMES
+from rapo.agent.cli.chat import ChatHomeOpt, chat_home
+from rapo.agent.cli.options import AdapterOpt, GraphOpt, LlmOpt
+from rapo.common import RapoError, stderr
+from rapo.tools.critics.registry import CRITIC_NAMES
 
 
 def is_loopback(host: str) -> bool:
@@ -50,9 +50,9 @@ def ui_cmd(
     """
     import uvicorn
 
-    from agent.chat.session import ChatSettings
-    from agent.runs.trajectory import open_run_dir
-    from agent.web.app import ChatService, create_app
+    from rapo.agent.chat.session import ChatSettings
+    from rapo.agent.runs.trajectory import open_run_dir
+    from rapo.agent.web.app import ChatService, create_app
 
     for run_dir in runs:  # each readable now, not at the first page view
         open_run_dir(run_dir)[0].close()

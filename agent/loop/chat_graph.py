@@ -18,9 +18,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from agent.loop import nodes
-from agent.loop.context import Context
-from agent.loop.state import ChatState, Turn
+from rapo.agent.loop import nodes
+from rapo.agent.loop.context import Context
+from rapo.agent.loop.state import ChatState, Turn
 
 
 def human(state: ChatState, runtime: Runtime[Context]) -> dict:

@@ -9,9 +9,9 @@ from typing import Literal, Protocol
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from agent.loop.state import SSPOState
-from tools.generator import GenerationParams
-from tools.revise import PromptReviser
+from rapo.agent.loop.state import SSPOState
+from rapo.tools.generator import GenerationParams
+from rapo.tools.revise import PromptReviser
 
 
 class SSPOConfig(BaseModel):

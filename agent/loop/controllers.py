@@ -9,9 +9,9 @@ from langchain_core.messages import HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import StructuredTool
 from pydantic import BaseModel, Field
 
-from agent.loop.context import Context
-from agent.loop.selection import select_best, unmet
-from agent.loop.state import SSPOState, ToolCall
+from rapo.agent.loop.context import Context
+from rapo.agent.loop.selection import select_best, unmet
+from rapo.agent.loop.state import SSPOState, ToolCall
 
 
 class PolicyController:

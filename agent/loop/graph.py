@@ -6,9 +6,9 @@ from typing import Literal
 
 from langgraph.graph import END, START, StateGraph
 
-from agent.loop import nodes
-from agent.loop.context import Context
-from agent.loop.state import SSPOState
+from rapo.agent.loop import nodes
+from rapo.agent.loop.context import Context
+from rapo.agent.loop.state import SSPOState
 
 
 def after_decide(state: SSPOState) -> Literal["revise", "finalize"]:

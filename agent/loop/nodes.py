@@ -10,14 +10,14 @@ from typing import TypeVar
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
 
-from agent.loop.context import Context
-from agent.loop.selection import rank_order, select_best, unmet
-from agent.loop.state import Evaluation, RoundVideo, SSPOState, ToolCall
-from tools.critics.base import CriticResult
-from tools.generator import GeneratedVideo
-from tools.lc_tools import Comparison
-from tools.revise import Attempt
-from tools.stage1 import Stage1Result
+from rapo.agent.loop.context import Context
+from rapo.agent.loop.selection import rank_order, select_best, unmet
+from rapo.agent.loop.state import Evaluation, RoundVideo, SSPOState, ToolCall
+from rapo.tools.critics.base import CriticResult
+from rapo.tools.generator import GeneratedVideo
+from rapo.tools.lc_tools import Comparison
+from rapo.tools.revise import Attempt
+from rapo.tools.stage1 import Stage1Result
 
 T = TypeVar("T", bound=BaseModel)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.loop.state import Evaluation
+from rapo.agent.loop.state import Evaluation
 
 
 def mean_ranks(evaluations: list[Evaluation]) -> list[float]:

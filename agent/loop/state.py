@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, JsonValue
 
-from tools.generator import GeneratedVideo
-from tools.retrieval import Modifier
+from rapo.tools.generator import GeneratedVideo
+from rapo.tools.retrieval import Modifier
 
 Action = Literal["revise", "finish"]
 

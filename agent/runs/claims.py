@@ -20,10 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from agent.runs.db import Cursor
-from agent.runs.trajectory import TrajectoryStore
-from rapo_common import RapoError
-from tools.generator import GeneratedVideo, GenerationParams, VideoGenerator, video_key
+from rapo.agent.runs.db import Cursor
+from rapo.agent.runs.trajectory import TrajectoryStore
+from rapo.common import RapoError
+from rapo.tools.generator import GeneratedVideo, GenerationParams, VideoGenerator, video_key
 
 Outcome = Literal["mine", "done"]
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
-from rapo_common import RapoError
+from rapo.common import RapoError
 
 T = TypeVar("T")
 
@@ -109,7 +109,7 @@ def open_database(location: str | Path) -> Database:
         RapoError: the file is not a SQLite database, or the server cannot be reached (one line, before any work).
     """
     if is_postgres_url(location):
-        from agent.runs.store_pg import PostgresDatabase
+        from rapo.agent.runs.store_pg import PostgresDatabase
 
         return PostgresDatabase(str(location))
     if isinstance(location, str) and "://" in location:

@@ -27,11 +27,11 @@ from urllib.parse import urlsplit
 
 from langchain_core.tools import BaseTool, StructuredTool
 
-from agent.runs.optimize import PromptItem, RunInfo, checkpointer, finish_run, run_prompt
-from agent.runs.run_spec import RunSpec, build_context
-from agent.runs.trajectory import TrajectoryStore
-from rapo_common import RapoError, progress_bar, quiet_libraries, stderr
-from tools.lc_tools import CritiqueArgs
+from rapo.agent.runs.optimize import PromptItem, RunInfo, checkpointer, finish_run, run_prompt
+from rapo.agent.runs.run_spec import RunSpec, build_context
+from rapo.agent.runs.trajectory import TrajectoryStore
+from rapo.common import RapoError, progress_bar, quiet_libraries, stderr
+from rapo.tools.lc_tools import CritiqueArgs
 
 MAX_ATTEMPTS = 3
 """Times a prompt is handed out again after its worker died, before it is recorded as failed."""
@@ -88,14 +88,14 @@ def _check_reachable(address: str) -> None:
 
 @lru_cache(maxsize=8)
 def _critic(name: str, options: tuple[tuple[str, str], ...]) -> Any:
-    from tools.critics.registry import make_critic
+    from rapo.tools.critics.registry import make_critic
 
     return make_critic(name, **dict(options))
 
 
 def _score(name: str, options: tuple[tuple[str, str], ...], video: str, prompt: str, meta: dict | None) -> dict:
     """A critic's verdict on one video: the body of the CPU task."""
-    from tools.video import read_video
+    from rapo.tools.video import read_video
 
     return _critic(name, options).score(read_video(Path(video)), prompt, meta).model_dump(mode="json")
 
@@ -122,8 +122,8 @@ class GeneratorWorker:
     """
 
     def __init__(self, spec: RunSpec, run_id: str, claim_lease_s: float) -> None:
-        from agent.loop.graph import builder
-        from agent.runs.claims import ClaimedGenerator, VideoClaims
+        from rapo.agent.loop.graph import builder
+        from rapo.agent.runs.claims import ClaimedGenerator, VideoClaims
 
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         quiet_libraries()

@@ -22,7 +22,7 @@ from pathlib import PurePosixPath
 
 from pydantic import BaseModel, JsonValue
 
-from rapo_common import InputFileError
+from rapo.common import InputFileError
 
 BENCHES = ("vbench", "t2v-compbench", "phygenbench", "videophy")
 DEFAULT_SEEDS = {"vbench": 5, "t2v-compbench": 1, "phygenbench": 1, "videophy": 1}

@@ -26,11 +26,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from agent.loop.selection import select_best
-from agent.runs.eval_layouts import DEFAULT_SEEDS, check_bench, group_folder, slots
-from agent.runs.trajectory import TrajectoryStore, open_run_dir
-from rapo_common import RapoError, jsonl_line, progress_bar, stderr
-from tools.generator import GenerationParams, VideoGenerator
+from rapo.agent.loop.selection import select_best
+from rapo.agent.runs.eval_layouts import DEFAULT_SEEDS, check_bench, group_folder, slots
+from rapo.agent.runs.trajectory import TrajectoryStore, open_run_dir
+from rapo.common import RapoError, jsonl_line, progress_bar, stderr
+from rapo.tools.generator import GenerationParams, VideoGenerator
 
 
 class EvalSettings(BaseModel):

@@ -27,20 +27,20 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from pydantic import BaseModel, Field, JsonValue
 
-from agent.loop.context import Context
-from agent.loop.graph import builder
-from agent.loop.state import Evaluation, SSPOState, ToolCall
-from agent.runs.db import is_postgres_url
-from agent.runs.trajectory import TrajectoryStore
-from rapo_common import InputFileError, RapoError, jsonl_line, progress_bar, read_lines, stderr
-from tools.stage1 import check_prompt
+from rapo.agent.loop.context import Context
+from rapo.agent.loop.graph import builder
+from rapo.agent.loop.state import Evaluation, SSPOState, ToolCall
+from rapo.agent.runs.db import is_postgres_url
+from rapo.agent.runs.trajectory import TrajectoryStore
+from rapo.common import InputFileError, RapoError, jsonl_line, progress_bar, read_lines, stderr
+from rapo.tools.stage1 import check_prompt
 
 # Types the checkpoint may hold; anything else is refused when a checkpoint is read back.
 _CHECKPOINT_TYPES = [
-    *(("agent.loop.state", n) for n in ("SSPOState", "RoundVideo", "Evaluation", "ToolCall", "ChatState", "Turn")),
-    ("tools.generator", "GeneratedVideo"),
-    ("tools.generator", "GenerationParams"),
-    ("tools.retrieval", "Modifier"),
+    *(("rapo.agent.loop.state", n) for n in ("SSPOState", "RoundVideo", "Evaluation", "ToolCall", "ChatState", "Turn")),
+    ("rapo.tools.generator", "GeneratedVideo"),
+    ("rapo.tools.generator", "GenerationParams"),
+    ("rapo.tools.retrieval", "Modifier"),
 ]
 
 
@@ -109,7 +109,7 @@ def checkpointer(run_dir: Path, store: str | None = None) -> BaseCheckpointSaver
     """
     serde = JsonPlusSerializer(allowed_msgpack_modules=_CHECKPOINT_TYPES)
     if is_postgres_url(store):
-        from agent.runs.store_pg import postgres_checkpointer
+        from rapo.agent.runs.store_pg import postgres_checkpointer
 
         return postgres_checkpointer(str(store), serde)
     conn = sqlite3.connect(run_dir / "checkpoints.sqlite", check_same_thread=False)

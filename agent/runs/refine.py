@@ -8,20 +8,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agent.runs.refine_client import RemoteStage1, ServerIdentity, find_server, identity
-from agent.settings import Settings
-from graph_db.backends import open_store
-from graph_db.default_graph import default_graph_path
-from graph_db.embeddings import Embedder
-from graph_db.neo4j_config import is_server_url
-from graph_db.store import check_embedder
-from rapo_common import RapoError, jsonl_line, progress_bar, read_lines, stderr, stdout
-from tools.adapters import DEFAULT_ADAPTER
-from tools.discriminator import LearnedDiscriminator
-from tools.llm_backends import make_llm
-from tools.profiles import TargetName, profile
-from tools.retrieval import GraphLookup
-from tools.stage1 import Stage1, Stage1Settings, check_prompt
+from rapo.agent.runs.refine_client import RemoteStage1, ServerIdentity, find_server, identity
+from rapo.agent.settings import Settings
+from rapo.common import RapoError, jsonl_line, progress_bar, read_lines, stderr, stdout
+from rapo.graph_db.backends import open_store
+from rapo.graph_db.default_graph import default_graph_path
+from rapo.graph_db.embeddings import Embedder
+from rapo.graph_db.neo4j_config import is_server_url
+from rapo.graph_db.store import check_embedder
+from rapo.tools.adapters import DEFAULT_ADAPTER
+from rapo.tools.discriminator import LearnedDiscriminator
+from rapo.tools.llm_backends import make_llm
+from rapo.tools.profiles import TargetName, profile
+from rapo.tools.retrieval import GraphLookup
+from rapo.tools.stage1 import Stage1, Stage1Settings, check_prompt
 
 
 def stage1_pipeline(

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from rapo_common import RapoError, rapo_home
-from tools.llm import Decoding, Generation, per_chat
-from tools.retrieval import Retrieval
-from tools.stage1 import Stage1Result, Stage1Settings
+from rapo.common import RapoError, rapo_home
+from rapo.tools.llm import Decoding, Generation, per_chat
+from rapo.tools.retrieval import Retrieval
+from rapo.tools.stage1 import Stage1Result, Stage1Settings
 
 
 class ServerIdentity(BaseModel):

@@ -10,25 +10,25 @@ from pathlib import Path
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from agent.loop.context import Context, SSPOConfig
-from agent.loop.controllers import LLMController, PolicyController
-from agent.runs.refine import open_graph, stage1_pipeline
-from agent.runs.refine_client import RemoteStage1
-from agent.settings import Settings
-from graph_db.embeddings import Embedder
-from rapo_common import RapoError
-from tools.critics.registry import make_critic
-from tools.generator import VideoGenerator
-from tools.lc_tools import (
+from rapo.agent.loop.context import Context, SSPOConfig
+from rapo.agent.loop.controllers import LLMController, PolicyController
+from rapo.agent.runs.refine import open_graph, stage1_pipeline
+from rapo.agent.runs.refine_client import RemoteStage1
+from rapo.agent.settings import Settings
+from rapo.common import RapoError
+from rapo.graph_db.embeddings import Embedder
+from rapo.tools.critics.registry import make_critic
+from rapo.tools.generator import VideoGenerator
+from rapo.tools.lc_tools import (
     compare_videos_tool,
     critic_tool,
     generate_video_tool,
     graph_lookup_tool,
     refine_prompt_tool,
 )
-from tools.profiles import profile
-from tools.revise import PromptReviser
-from tools.stage1 import Stage1, Stage1Settings
+from rapo.tools.profiles import profile
+from rapo.tools.revise import PromptReviser
+from rapo.tools.stage1 import Stage1, Stage1Settings
 
 
 class RunSpec(BaseModel):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agent.runs.trajectory import TrajectoryStore, open_run_dir
-from rapo_common import RapoError
+from rapo.agent.runs.trajectory import TrajectoryStore, open_run_dir
+from rapo.common import RapoError
 
 
 def run_summary(index: int, run_dir: Path) -> dict:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import time
 
-from agent.runs.db import Cursor, Database
-from rapo_common import RapoError
+from rapo.agent.runs.db import Cursor, Database
+from rapo.common import RapoError
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (

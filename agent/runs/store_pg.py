@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from rapo_common import RapoError, ServiceError
+from rapo.common import RapoError, ServiceError
 
 logger = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from agent.loop.selection import mean_ranks
-from agent.runs.trajectory import open_run_dir
-from finetune.dataset import Pair, RunPairs, mean_score, norm, skip
-from finetune.discriminator import BranchPair, RunBranchPairs
-from tools.profiles import profile
+from rapo.agent.loop.selection import mean_ranks
+from rapo.agent.runs.trajectory import open_run_dir
+from rapo.finetune.dataset import Pair, RunPairs, mean_score, norm, skip
+from rapo.finetune.discriminator import BranchPair, RunBranchPairs
+from rapo.tools.profiles import profile
 
 _BRANCH = re.compile(r"^(rapo|naive): ")
 

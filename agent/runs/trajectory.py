@@ -15,10 +15,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from agent.loop.state import Evaluation, ToolCall
-from agent.runs.db import Cursor, Database, open_database
-from agent.runs.schema import migrate
-from rapo_common import RapoError
+from rapo.agent.loop.state import Evaluation, ToolCall
+from rapo.agent.runs.db import Cursor, Database, open_database
+from rapo.agent.runs.schema import migrate
+from rapo.common import RapoError
 
 
 class PromptRow(BaseModel):

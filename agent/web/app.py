@@ -17,15 +17,15 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel
 
-from agent.chat.session import ChatSession, ChatSettings, ChatStore, ChatView, chat_context
-from agent.loop.context import Context
-from agent.loop.state import Turn
-from agent.runs.runs_view import detail_json, run_detail, run_summary
-from agent.web.render import score_chart, word_diff
-from rapo_common import RapoError
+from rapo.agent.chat.session import ChatSession, ChatSettings, ChatStore, ChatView, chat_context
+from rapo.agent.loop.context import Context
+from rapo.agent.loop.state import Turn
+from rapo.agent.runs.runs_view import detail_json, run_detail, run_summary
+from rapo.agent.web.render import score_chart, word_diff
+from rapo.common import RapoError
 
 _HERE = Path(__file__).parent
-_TEMPLATES = Environment(loader=PackageLoader("agent.web", "templates"), autoescape=select_autoescape())
+_TEMPLATES = Environment(loader=PackageLoader("rapo.agent.web", "templates"), autoescape=select_autoescape())
 
 
 class NewSession(BaseModel):

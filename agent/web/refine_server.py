@@ -24,11 +24,11 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from agent.runs.refine_client import ServerIdentity, ServerInfo, servers_dir
-from rapo_common import RapoError, stderr
-from tools.llm import Decoding, Generation
-from tools.retrieval import Retrieval
-from tools.stage1 import Stage1, Stage1Result, Stage1Settings
+from rapo.agent.runs.refine_client import ServerIdentity, ServerInfo, servers_dir
+from rapo.common import RapoError, stderr
+from rapo.tools.llm import Decoding, Generation
+from rapo.tools.retrieval import Retrieval
+from rapo.tools.stage1 import Stage1, Stage1Result, Stage1Settings
 
 
 class RefineRequest(BaseModel):

@@ -6,7 +6,7 @@ import difflib
 import re
 from html import escape
 
-from agent.loop.state import Evaluation
+from rapo.agent.loop.state import Evaluation
 
 # Colours that stay apart for the usual colour-vision deficiencies (Okabe-Ito).
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]

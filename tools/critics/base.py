@@ -7,7 +7,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from tools.video import Video
+from rapo.tools.video import Video
 
 
 class CriticResult(BaseModel):

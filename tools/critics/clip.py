@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rapo_common import ModelError
-from tools.critics.base import CriticResult
-from tools.guards import STOPWORDS
-from tools.video import Video
+from rapo.common import ModelError
+from rapo.tools.critics.base import CriticResult
+from rapo.tools.guards import STOPWORDS
+from rapo.tools.video import Video
 
 CLIPSCORE_WEIGHT = 2.5  # Hessel et al. 2021: CLIPScore = 2.5 * max(cos, 0)
 GOOD_ALIGNMENT = 0.7  # scores at or above this are reported as a match

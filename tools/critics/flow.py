@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tools.critics.base import CriticResult
-from tools.video import Video
+from rapo.tools.critics.base import CriticResult
+from rapo.tools.video import Video
 
 # Farneback parameters: pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
 _FARNEBACK = (0.5, 3, 15, 3, 5, 1.2, 0)

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tools.critics.base import CriticResult
-from tools.video import Video, gray_frame
+from rapo.tools.critics.base import CriticResult
+from rapo.tools.video import Video, gray_frame
 
 SHARPNESS_HALF = 100.0  # variance of Laplacian that scores 0.5: the usual "blurry below 100" rule of thumb
 REFERENCE_VARIANCE = 3000.0  # gray-level variance (std 55) of a typical natural photo, the contrast sharpness assumes

@@ -16,12 +16,12 @@ from functools import cached_property
 
 import numpy as np
 
-from prompts.loader import load_template
-from rapo_common import ServiceError
-from tools.critics.base import CriticResult
-from tools.critics.flow import SampledFlow, motion_summary, sampled_flow
-from tools.llm import ChatLLM, Decoding
-from tools.video import Video
+from rapo.common import ServiceError
+from rapo.prompts.loader import load_template
+from rapo.tools.critics.base import CriticResult
+from rapo.tools.critics.flow import SampledFlow, motion_summary, sampled_flow
+from rapo.tools.llm import ChatLLM, Decoding
+from rapo.tools.video import Video
 
 TEMPLATE = "physics_judge"
 LAW_KEYS = ("physical_laws", "physical_law", "phys_law", "law")
@@ -97,7 +97,7 @@ class PhysicsCritic:
     def judge(self) -> ChatLLM | None:
         """The judge model, connected on first use (a spec string becomes an `OpenAILLM`)."""
         if isinstance(self._judge_spec, str):
-            from tools.llm_openai import OpenAILLM
+            from rapo.tools.llm_openai import OpenAILLM
 
             return OpenAILLM(self._judge_spec)
         return self._judge_spec

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from itertools import zip_longest
 
-from graph_db import lexicon as lx
+from rapo.graph_db import lexicon as lx
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*|[.,;:!?]")
 _NUMBERS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # importing the critics' base pulls in numpy and pydantic; the CLI only needs the names
-    from tools.critics.base import Critic
+    from rapo.tools.critics.base import Critic
 
 CRITIC_NAMES = ("flow", "temporal", "imaging", "clip", "vlm", "physics")
 
@@ -23,17 +23,17 @@ def make_critic(name: str, **options: object) -> Critic:
         ValueError: for an unknown name (listing the valid ones) or an option the critic does not take.
     """
     if name == "flow":
-        from tools.critics.flow import FlowCritic as cls
+        from rapo.tools.critics.flow import FlowCritic as cls
     elif name == "temporal":
-        from tools.critics.temporal import TemporalCritic as cls
+        from rapo.tools.critics.temporal import TemporalCritic as cls
     elif name == "imaging":
-        from tools.critics.imaging import ImagingCritic as cls
+        from rapo.tools.critics.imaging import ImagingCritic as cls
     elif name == "clip":
-        from tools.critics.clip import ClipCritic as cls
+        from rapo.tools.critics.clip import ClipCritic as cls
     elif name == "vlm":
-        from tools.critics.vlm_judge import VlmJudge as cls
+        from rapo.tools.critics.vlm_judge import VlmJudge as cls
     elif name == "physics":
-        from tools.critics.physics import PhysicsCritic as cls
+        from rapo.tools.critics.physics import PhysicsCritic as cls
     else:
         raise ValueError(f"unknown critic {name!r}: choose from {', '.join(CRITIC_NAMES)}")
     try:

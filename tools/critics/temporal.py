@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from tools.critics.base import CriticResult
-from tools.video import Video, gray_frame
+from rapo.tools.critics.base import CriticResult
+from rapo.tools.video import Video, gray_frame
 
 _SSIM_C1 = (0.01 * 255) ** 2
 _SSIM_C2 = (0.03 * 255) ** 2

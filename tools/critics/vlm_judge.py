@@ -13,11 +13,11 @@ from functools import cached_property
 
 import numpy as np
 
-from prompts.loader import load_template
-from rapo_common import ServiceError
-from tools.critics.base import CriticResult
-from tools.critics.questions import derive_questions
-from tools.video import Video
+from rapo.common import ServiceError
+from rapo.prompts.loader import load_template
+from rapo.tools.critics.base import CriticResult
+from rapo.tools.critics.questions import derive_questions
+from rapo.tools.video import Video
 
 TEMPLATE = "vlm_judge"
 COMPARE_TEMPLATE = "vlm_compare"

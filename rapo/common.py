@@ -1,7 +1,7 @@
 """What every layer may import: the errors a user can fix, where rapo keeps its files, and the output layer.
 
-The bottom of the import graph (below prompts/, graph_db/, tools/, agent/ and finetune/): it imports only the
-standard library and rich.
+The bottom of the import graph (below rapo.prompts, rapo.graph_db, rapo.tools, rapo.finetune and rapo.agent): it
+imports only the standard library and rich.
 """
 
 from __future__ import annotations
