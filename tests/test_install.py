@@ -29,7 +29,7 @@ def test_the_wheel_installs_one_import_name(tmp_path):
         "rapo/__init__.py", "rapo/__main__.py", "rapo/common.py", "rapo/agent/cli/main.py", "rapo/agent/web/app.py",
         "rapo/tools/stage1.py", "rapo/tools/critics/base.py", "rapo/graph_db/default_graph.json",
         "rapo/prompts/templates/distill_rewrite.toml", "rapo/finetune/train.py",
-        "rapo/tools/adapters/vbench-smollm2/adapter_model.safetensors",
+        "rapo/tools/adapters/vbench-smollm2/adapter_model.safetensors", "rapo/tools/verifiers/minilm-judge/weights.npz",
     ):  # fmt: skip
         assert expected in names, f"{expected} is not in the wheel"
     assert any(n.startswith("rapo/agent/web/templates/") for n in names)

@@ -10,6 +10,9 @@ from rapo.tools.stage1 import Stage1, Stage1Settings
 from tests.graphs import build_small_graph
 from tests.scripted import DistillLLM
 
+# The guards and the plumbing alone: the verifier and the facets have their own tests (test_verifier, test_facets)
+GUARDS_ONLY = {"verify": False, "facets": False}
+
 
 class ScriptedLLM:
     """Answers each template with a fixed text, to drive the guards deterministically."""
@@ -55,7 +58,7 @@ def test_guard_rejects_a_rewrite_that_drops_an_object_and_falls_back(lookup):
             "improve short": ["A brown dog runs happily along a wide sandy beach under a clear blue sky."],
         }
     )
-    settings = Stage1Settings(max_modifiers=1, threshold=0.3)
+    settings = Stage1Settings(max_modifiers=1, threshold=0.3, **GUARDS_ONLY)
     result = Stage1(lookup, llm, settings).run("a dog running on the beach", seed=0)
     merge_rejections = [r for r in result.rejected if r.step == "merge_modifier"]
     assert len(merge_rejections) == 2 and merge_rejections[0].reason == "drops 'dog'"
@@ -69,7 +72,7 @@ def test_guard_rejects_a_rewrite_that_drops_an_object_and_falls_back(lookup):
 
 def test_every_candidate_rejected_gives_back_the_prompt(lookup):
     llm = ScriptedLLM({"Add the given detail": ["Sure!"], "style of video captions": [""], "improve short": ["a cat"]})
-    result = Stage1(lookup, llm, Stage1Settings(max_modifiers=0)).run("a dog running on the beach")
+    result = Stage1(lookup, llm, Stage1Settings(max_modifiers=0, **GUARDS_ONLY)).run("a dog running on the beach")
     assert result.prompt == "a dog running on the beach"
     assert [r.reason for r in result.rejected] == ["empty", "empty"] + ["drops 'dog', 'running', 'beach'"] * 2
     assert {c.step for c in result.candidates} == {"input"}
@@ -79,7 +82,9 @@ def test_the_distilled_rewriter_continues_the_prompt_and_weaves_in_the_modifier(
     rapo = "A brown dog races along the shoreline, waves breaking behind it as the camera tracks low beside it."
     naive = "A brown dog bounds over wet sand under a pale sky, ears flapping, filmed in a slow side-on shot."
     llm = DistillLLM([rapo], [naive])
-    result = Stage1(lookup, llm, Stage1Settings(max_modifiers=1, threshold=0.3)).run("a dog running on the beach")
+    result = Stage1(lookup, llm, Stage1Settings(max_modifiers=1, threshold=0.3, **GUARDS_ONLY)).run(
+        "a dog running on the beach"
+    )
     # One request (the rapo branch passed, so no naive one), ending with the prompt as the forced answer start.
     assert len(llm.requests) == 1 and llm.requests[0][-1] == {
         "role": "assistant",
@@ -91,7 +96,9 @@ def test_the_distilled_rewriter_continues_the_prompt_and_weaves_in_the_modifier(
 
     # SSPO asks for both branches: its round 0 renders both
     both = Stage1(
-        lookup, DistillLLM([rapo], [naive]), Stage1Settings(max_modifiers=1, threshold=0.3, both_branches=True)
+        lookup,
+        DistillLLM([rapo], [naive]),
+        Stage1Settings(max_modifiers=1, threshold=0.3, both_branches=True, **GUARDS_ONLY),
     )
     assert [c.branch for c in both.run("a dog running on the beach").candidates] == ["rapo", "naive"]
     assert result.target.name == "wan" and result.models["templates"] == ["distill_rewrite@2"]
@@ -102,7 +109,7 @@ def test_a_distilled_answer_that_ignores_the_modifier_or_repeats_itself_is_rejec
     ignores = "A brown dog sits quietly on a towel."
     naive = ["The dog is running on the beach.", "Its paws kick up sand as gulls wheel overhead."]
     llm = DistillLLM([ignores], naive)
-    settings = Stage1Settings(max_modifiers=1, threshold=0.3, weave_boost=2.0)
+    settings = Stage1Settings(max_modifiers=1, threshold=0.3, weave_boost=2.0, **GUARDS_ONLY)
     result = Stage1(lookup, llm, settings).run("a dog running on the beach")
     reasons = [(r.step, r.reason) for r in result.rejected]
     assert reasons == [
@@ -114,7 +121,9 @@ def test_a_distilled_answer_that_ignores_the_modifier_or_repeats_itself_is_rejec
     # Only the rapo answers are nudged towards the modifier's words the prompt lacks, by the settings' boost
     assert [(d.boost_words, d.boost) for d in llm.decodings] == [(["shoreline"], 2.0)] * 2 + [([], 2.0)] * 2
 
-    nothing = Stage1(lookup, DistillLLM(["Sure!"], ["Sure!", ""]), Stage1Settings(max_modifiers=0)).run("a dog")
+    nothing = Stage1(lookup, DistillLLM(["Sure!"], ["Sure!", ""]), Stage1Settings(max_modifiers=0, **GUARDS_ONLY)).run(
+        "a dog"
+    )
     assert nothing.prompt == "a dog" and [c.step for c in nothing.candidates] == ["input"]
     assert [r.reason for r in nothing.rejected] == ["chat artefact 'Sure'", "adds nothing to the prompt"]
 
@@ -123,7 +132,9 @@ def test_the_target_profile_sets_the_length(lookup):
     sentences = " ".join(f"Shot {i} shows lamp{i} beside tree{i} and bench{i}." for i in range(20))  # 140 words
     for target, most in (("short", 35), ("wan", 100)):
         llm = DistillLLM([sentences], [sentences])
-        result = Stage1(lookup, llm, Stage1Settings(max_modifiers=0, target=target)).run("a dog")
+        result = Stage1(
+            lookup, llm, Stage1Settings(max_modifiers=0, target=target, **GUARDS_ONLY, added_words=200)
+        ).run("a dog")
         words = len(result.prompt.split())
         assert most - 10 < words <= most and result.prompt.endswith(".") and result.target.max_words == most
 

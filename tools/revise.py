@@ -11,6 +11,7 @@ from rapo.tools import guards
 from rapo.tools.llm import ChatLLM, Decoding
 from rapo.tools.profiles import TargetProfile, profile
 from rapo.tools.stage1 import Rejection
+from rapo.tools.verifier import Verifier
 
 
 class Attempt(BaseModel):
@@ -82,6 +83,9 @@ class PromptReviser:
         decoding: sampling parameters; by default from `target`.
         history_tokens: the estimated tokens the attempts may take in the instruction (`select_history`).
         attempts: samples per wanted candidate before giving up.
+        verifier: checks each sentence of a revision against the original prompt (`tools/verifier.py`) and drops
+            those that fail before the guards run; None: no check.
+        verify_threshold: the verifier's least p(ok), or None for its own.
     """
 
     template = "revise_prompt"
@@ -93,8 +97,12 @@ class PromptReviser:
         decoding: Decoding | None = None,
         history_tokens: int = 1200,
         attempts: int = 2,
+        verifier: Verifier | None = None,
+        verify_threshold: float | None = None,
     ) -> None:
         self.llm = llm
+        self.verifier = verifier
+        self.verify_threshold = verify_threshold
         self.target = target or profile("wan")
         self.max_words = self.target.max_words
         self.decoding = decoding or Decoding(
@@ -143,6 +151,13 @@ class PromptReviser:
             text = guards.clean(out.text)
             if out.new_tokens >= self.decoding.max_new_tokens:
                 text = guards.trim_unfinished(text)
+            if self.verifier is not None:
+                text, dropped = self.verifier.keep(original, text, self.verify_threshold)
+                rejected += [
+                    Rejection(step="verify", text=c.sentence, reason=f"{c.flaw} (p_ok {c.p_ok:.2f})",
+                              seed=sample_seed, temperature=self.decoding.temperature)
+                    for c in dropped
+                ]  # fmt: skip
             reason = guards.check(original, text, self.max_words)
             if reason is None and text.lower() in seen:
                 reason = "repeats an earlier candidate"

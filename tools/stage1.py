@@ -20,9 +20,11 @@ from rapo.common import PromptError
 from rapo.prompts.loader import load_template
 from rapo.tools import distill, guards
 from rapo.tools.discriminator import LearnedDiscriminator, LoraDiscriminator, hand_score, length_fit
+from rapo.tools.facets import with_facets
 from rapo.tools.llm import ChatLLM, Decoding
 from rapo.tools.profiles import DEFAULT_TARGET, TargetName, TargetProfile, profile
 from rapo.tools.retrieval import GraphLookup, Modifier, Retrieval
+from rapo.tools.verifier import Verifier, sentences
 
 MAX_PROMPT_CHARS = 2000
 Branch = Literal["rapo", "naive"]
@@ -59,6 +61,28 @@ class Stage1Settings(BaseModel):
         le=10,
         description="With an adapter: the logit added to the first token of each modifier word the rapo answer has "
         "not written yet, so that it weaves the modifiers in more often (`tools.llm.word_boost`); 0 turns it off.",
+    )
+    verify: bool = Field(
+        True,
+        description="Check every sentence the distilled rewriter adds against the prompt and drop those the verifier "
+        "(`tools/verifier.py`) does not pass; an answer left with nothing added is asked again, and when none "
+        "survives the result is the prompt unchanged.",
+    )
+    added_words: int = Field(
+        40,
+        ge=4,
+        le=200,
+        description="About the most words a distilled answer adds after the prompt: the target profile's length is "
+        "a ceiling, never a floor, and most of a small model's added sentences fail the verifier, so a short answer "
+        "costs less per attempt.",
+    )
+    facets: bool = Field(
+        True,
+        description="Append the camera, light, look and motion facets the prompt is silent on (`tools/facets.py`), "
+        "within the target's length, to every candidate.",
+    )
+    verify_threshold: float | None = Field(
+        None, ge=0, le=1, description="The least p(ok) a kept sentence has; None: the verifier's own (verifier.json)."
     )
     decoding: Decoding = Field(
         # Copying the prompt is the task, so no repetition penalty (it would punish the prompt's own words).
@@ -108,6 +132,7 @@ class Stage1Result(BaseModel):
     branch: Branch
     why: str
     candidates: list[Candidate]
+    facets: list[str] = Field(default_factory=list, description="Facets appended to the chosen candidate, by name.")
     modifiers: list[Modifier] = Field(description="Modifiers above the threshold, best first.")
     merged: list[str] = Field(description="The modifiers that were merged, in merge order.")
     scenes: list[tuple[str, float]]
@@ -163,11 +188,14 @@ class Stage1:
         llm: ChatLLM,
         settings: Stage1Settings | None = None,
         discriminator: LearnedDiscriminator | LoraDiscriminator | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.lookup = lookup
         self.llm = llm
         self.settings = settings or Stage1Settings()
         self.discriminator = discriminator  # None: the hand formula
+        # The shipped verifier unless one is given (a server shares its loaded one); none with verify off
+        self.verifier = (verifier or Verifier(embedder=lookup.embedder)) if self.settings.verify else None
         meta = lookup.store.meta()
         mean = meta.caption_words_mean
         self.target_words = int(min(60, max(20, mean))) if mean else 25
@@ -185,6 +213,7 @@ class Stage1:
             "templates": [load_template(n).id for n in self._templates()],
             "target": self.settings.target,
             "discriminator": self.discriminator.location if self.discriminator else "hand formula",
+            "verifier": self.verifier.model_id(self.settings.verify_threshold) if self.verifier else None,
         }
 
     def _templates(self) -> tuple[str, ...]:
@@ -202,6 +231,8 @@ class Stage1:
         started = time.perf_counter()
         self.lookup.embedder.load()
         self.llm.load()
+        if self.verifier is not None:
+            self.verifier.load()
         return time.perf_counter() - started
 
     def run(self, prompt: str, seed: int = 0, pin: Sequence[str] = (), ban: Sequence[str] = ()) -> Stage1Result:
@@ -272,16 +303,30 @@ class Stage1:
     def _result(self, job: _Job, seed: int) -> Stage1Result:
         t = time.perf_counter()
         added = " ".join(m.text for m in job.chosen)
+        facets: dict[str, list[str]] = {}  # a candidate's final text -> the facets appended to it
+        if self.settings.facets:
+            limit = max(self.profile.max_words, len(job.prompt.split()))
+            for i, (branch, text, step) in enumerate(job.entries):
+                text, names = with_facets(text, job.prompt, limit)
+                facets[text] = names
+                job.entries[i] = (branch, text, step)
         candidates = self._score(job.prompt, added, job.entries)
         best = max(candidates, key=lambda c: (c.score, c.branch == "rapo"))
         job.timings["discriminate"] = time.perf_counter() - t
         job.timings["total"] = time.perf_counter() - job.started
+        why = _explain(best, candidates, self._target_words(), self.discriminator)
+        if best.step == "input" and job.rejected:
+            verified = sum(r.step == "verify" for r in job.rejected)
+            kept = "the prompt as written" + (", with the facets it is silent on" if facets.get(best.text) else "")
+            why = (f"kept {kept}: no answer passed the guards and the verifier ({len(job.rejected)} rejections, "
+                   f"{verified} of them added sentences the verifier dropped); " + why)  # fmt: skip
         return Stage1Result(
             input=job.prompt,
             prompt=best.text,
             branch=best.branch,
-            why=_explain(best, candidates, self._target_words(), self.discriminator),
+            why=why,
             candidates=candidates,
+            facets=facets.get(best.text, []),
             modifiers=job.retrieval.modifiers,
             merged=[m.text for m in job.chosen],
             scenes=job.retrieval.scenes,
@@ -339,7 +384,18 @@ class Stage1:
         timings["naive"] = time.perf_counter() - t
         rapo_text, rapo_step = (refactored, "refactor") if refactored else (augmented, "augment" if chosen else "input")
         naive_text, naive_step = (naive, "naive") if naive else (prompt, "input")
-        return [("rapo", rapo_text, rapo_step), ("naive", naive_text, naive_step)]
+        entries = [("rapo", rapo_text, rapo_step), ("naive", naive_text, naive_step)]
+        if self.verifier is None:
+            return entries
+        # The sentences after the first (which carries the prompt and the merged modifiers) are verified
+        verified = []
+        for branch, text, step in entries:
+            first = (sentences(text) or [text])[0]
+            kept, dropped = self.verifier.keep(prompt, text, self.settings.verify_threshold, head=first)
+            rejected += [Rejection(step="verify", text=c.sentence, reason=f"{c.flaw} (p_ok {c.p_ok:.2f})", seed=-1,
+                                   temperature=0.0) for c in dropped]  # fmt: skip
+            verified.append((branch, kept, step))
+        return verified
 
     def _distill(self, jobs: list[_Job], seed: int) -> None:
         """The distilled steps 3-5 for every job: the rapo branch (modifiers woven in), else the naive one.
@@ -360,11 +416,13 @@ class Stage1:
         asks: list[_Ask] = []
         for job in jobs:
             prefix = distill.answer_prefix(job.prompt)
-            room = max(target.max_words - len(prefix.split()), 8)
+            room = min(max(target.max_words - len(prefix.split()), 8), self.settings.added_words + 8)
             decoding = base.model_copy(
                 update={
                     "max_new_tokens": min(base.max_new_tokens, round(room * TOKENS_PER_WORD)),
-                    "stop_after_words": max(target.target_words - len(prefix.split()), 4),
+                    "stop_after_words": min(
+                        max(target.target_words - len(prefix.split()), 4), self.settings.added_words
+                    ),
                     "boost": self.settings.weave_boost,
                 }
             )
@@ -402,9 +460,16 @@ class Stage1:
             ask.attempts += 1
             text = guards.drop_non_visual(f"{ask.prefix} {guards.clean(out.text)}".strip(), keep=ask.prefix)
             text = guards.trim_to_words(text, ask.limit, keep=ask.prefix)
+            if self.verifier is not None:
+                text, dropped = self.verifier.keep(ask.job.prompt, text, self.settings.verify_threshold)
+                ask.rejected += [
+                    Rejection(step="verify", text=c.sentence, reason=f"{c.flaw} (p_ok {c.p_ok:.2f})",
+                              seed=sample_seed, temperature=sampling.temperature)
+                    for c in dropped
+                ]  # fmt: skip
             reason = guards.check(ask.job.prompt, text, ask.limit, " ".join(ask.details))
             if reason is None and len(text.split()) <= len(ask.prefix.split()):
-                reason = "adds nothing to the prompt"
+                reason = "adds nothing to the prompt" + (" that the verifier passed" if self.verifier else "")
             if reason is None:
                 ask.text = text
                 continue

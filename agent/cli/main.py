@@ -60,6 +60,13 @@ def refine(
             max=10,
         ),
     ] = Stage1Settings.model_fields["weave_boost"].default,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            help="Keep only the added sentences the verifier passes (the prompt unchanged when none does); "
+            "--no-verify keeps whatever the guards pass."
+        ),
+    ] = True,
     target: TargetOpt = None,
     discriminator: DiscriminatorOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as one JSON object.")] = False,
@@ -74,7 +81,7 @@ def refine(
     ] = None,
     local: LocalOpt = False,
 ) -> None:
-    """Optimise a prompt with Stage 1 (retrieval, merge, refactor, discriminator).
+    """Optimise a prompt with Stage 1 (retrieval, merge, refactor, verified additions, discriminator).
 
     Examples:
       rapo refine "a dog running on the beach"
@@ -95,7 +102,7 @@ def refine(
     if prompt is not None:
         check_prompt(prompt)
     stage1 = Stage1Settings(
-        top_k=top_k, threshold=threshold, max_modifiers=max_modifiers, weave_boost=weave_boost,
+        top_k=top_k, threshold=threshold, max_modifiers=max_modifiers, weave_boost=weave_boost, verify=verify,
         target=check_target(target or settings.target),
     )  # fmt: skip
     location = open_graph(graph, settings)

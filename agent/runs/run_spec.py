@@ -29,6 +29,7 @@ from rapo.tools.lc_tools import (
 from rapo.tools.profiles import profile
 from rapo.tools.revise import PromptReviser
 from rapo.tools.stage1 import Stage1, Stage1Settings
+from rapo.tools.verifier import Verifier
 
 
 class RunSpec(BaseModel):
@@ -98,7 +99,13 @@ def build_context(
         tools={t.name: t for t in tools},
         critics=spec.critics if generator else [],
         # The adapter was trained for Stage 1's rewrite only; revisions are as long as the target model wants
-        reviser=PromptReviser(stage1.llm.plain(), profile(spec.stage1.target)),
+        # and every revision is verified like Stage 1's answers (with Stage 1's verifier when it is local)
+        reviser=PromptReviser(
+            stage1.llm.plain(),
+            profile(spec.stage1.target),
+            verifier=(getattr(stage1, "verifier", None) or Verifier()) if spec.stage1.verify else None,
+            verify_threshold=spec.stage1.verify_threshold,
+        ),  # fmt: skip
         controller=(
             LLMController(stage1.llm.chat_model(seed=spec.config.seed), allowed=["graph_lookup", "revise", "finish"])
             if spec.controller == "llm"

@@ -74,7 +74,7 @@ def create_refine_app(pipeline: Stage1, ident: ServerIdentity) -> FastAPI:
 
     @app.post("/refine")
     def refine(body: RefineRequest) -> Stage1Result:
-        stage1 = Stage1(pipeline.lookup, pipeline.llm, body.settings, pipeline.discriminator)
+        stage1 = Stage1(pipeline.lookup, pipeline.llm, body.settings, pipeline.discriminator, pipeline.verifier)
         with lock:
             result = stage1.run(body.prompt, body.seed, body.pin, body.ban)
             served["refine"] += 1
@@ -95,7 +95,7 @@ def create_refine_app(pipeline: Stage1, ident: ServerIdentity) -> FastAPI:
 
     @app.post("/models")
     def models(settings: Stage1Settings) -> dict:
-        return Stage1(pipeline.lookup, pipeline.llm, settings, pipeline.discriminator).models()
+        return Stage1(pipeline.lookup, pipeline.llm, settings, pipeline.discriminator, pipeline.verifier).models()
 
     @app.get("/health")
     def health() -> dict:
