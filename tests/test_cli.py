@@ -69,8 +69,13 @@ def test_refine_json_fields_and_seed(graph):
     # The default is the shipped distilled rewriter, for Wan's profile; its answers continue the user's prompt.
     assert result["models"]["adapter"].endswith("tools/adapters/vbench-smollm2")
     assert result["models"]["templates"] == ["distill_rewrite@2"] and result["target"]["name"] == "wan"
-    texts = [c["text"] for c in result["candidates"]] + [r["text"] for r in result["rejected"]]
+    # Answers (kept or refused) start with the prompt; the verifier's rejections are single added sentences.
+    answers = [r for r in result["rejected"] if r["step"] != "verify"]
+    texts = [c["text"] for c in result["candidates"]] + [r["text"] for r in answers]
     assert all(t.lower().startswith("a dog running on the beach") for t in texts)
+    dropped = [r for r in result["rejected"] if r["step"] == "verify"]
+    assert all(not r["text"].lower().startswith("a dog running on the beach") for r in dropped)
+    assert result["models"]["verifier"].startswith("minilm-judge@") and "facets" in result
     assert all(len(c["text"].split()) <= 100 for c in result["candidates"])
     assert json.loads(second.stdout)["prompt"] == result["prompt"]
 

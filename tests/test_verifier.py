@@ -105,3 +105,18 @@ def test_the_reviser_drops_what_the_verifier_does_not_pass(verifier):
 def test_a_missing_verifier_is_one_line(tmp_path):
     with pytest.raises(ModelError, match="verifier not found"):
         Verifier(tmp_path / "nowhere").load()
+
+
+def test_the_plain_model_keeps_its_first_sentence_and_verifies_the_rest(lookup, verifier):
+    from tests.test_stage1 import ScriptedLLM
+
+    rewrite = "A brown dog runs along a sandy beach. A crowd of people cheers at a concert."
+    llm = ScriptedLLM(
+        {"Add the given detail": [PROMPT], "style of video captions": [rewrite], "improve short": [rewrite]}
+    )
+    settings = Stage1Settings(max_modifiers=0, verify_threshold=1.0, facets=False)
+    result = Stage1(lookup, llm, settings, verifier=verifier).run(PROMPT)
+    dropped = [r.text for r in result.rejected if r.step == "verify"]
+    assert dropped and all(not t.startswith("A brown dog") for t in dropped)  # the first sentence is never checked
+    if "A crowd of people cheers at a concert." in dropped:  # unless float32 rounded its p(ok) to exactly 1
+        assert all(c.text == "A brown dog runs along a sandy beach." for c in result.candidates if c.step == "naive")

@@ -153,11 +153,7 @@ class PromptReviser:
                 text = guards.trim_unfinished(text)
             if self.verifier is not None:
                 text, dropped = self.verifier.keep(original, text, self.verify_threshold)
-                rejected += [
-                    Rejection(step="verify", text=c.sentence, reason=f"{c.flaw} (p_ok {c.p_ok:.2f})",
-                              seed=sample_seed, temperature=self.decoding.temperature)
-                    for c in dropped
-                ]  # fmt: skip
+                rejected += Rejection.dropped(dropped, sample_seed, self.decoding.temperature)
             reason = guards.check(original, text, self.max_words)
             if reason is None and text.lower() in seen:
                 reason = "repeats an earlier candidate"

@@ -24,7 +24,7 @@ from rapo.tools.facets import with_facets
 from rapo.tools.llm import ChatLLM, Decoding
 from rapo.tools.profiles import DEFAULT_TARGET, TargetName, TargetProfile, profile
 from rapo.tools.retrieval import GraphLookup, Modifier, Retrieval
-from rapo.tools.verifier import Verifier, sentences
+from rapo.tools.verifier import SentenceCheck, Verifier, sentences
 
 MAX_PROMPT_CHARS = 2000
 Branch = Literal["rapo", "naive"]
@@ -115,13 +115,22 @@ class Candidate(BaseModel):
 
 
 class Rejection(BaseModel):
-    """An LLM answer a guard refused."""
+    """An LLM answer a guard refused, or an added sentence the verifier dropped (step "verify")."""
 
     step: str
     text: str
     reason: str
     seed: int
     temperature: float
+
+    @classmethod
+    def dropped(cls, checks: list[SentenceCheck], seed: int, temperature: float) -> list[Rejection]:
+        """The verifier's dropped sentences of one answer, each with its flaw and p(ok) as the reason."""
+        return [
+            cls(step="verify", text=c.sentence, reason=f"{c.flaw} (p_ok {c.p_ok:.2f})", seed=seed,
+                temperature=temperature)
+            for c in checks
+        ]  # fmt: skip
 
 
 class Stage1Result(BaseModel):
@@ -392,8 +401,7 @@ class Stage1:
         for branch, text, step in entries:
             first = (sentences(text) or [text])[0]
             kept, dropped = self.verifier.keep(prompt, text, self.settings.verify_threshold, head=first)
-            rejected += [Rejection(step="verify", text=c.sentence, reason=f"{c.flaw} (p_ok {c.p_ok:.2f})", seed=-1,
-                                   temperature=0.0) for c in dropped]  # fmt: skip
+            rejected += Rejection.dropped(dropped, seed=-1, temperature=0.0)  # the steps' seeds are theirs
             verified.append((branch, kept, step))
         return verified
 
@@ -462,11 +470,7 @@ class Stage1:
             text = guards.trim_to_words(text, ask.limit, keep=ask.prefix)
             if self.verifier is not None:
                 text, dropped = self.verifier.keep(ask.job.prompt, text, self.settings.verify_threshold)
-                ask.rejected += [
-                    Rejection(step="verify", text=c.sentence, reason=f"{c.flaw} (p_ok {c.p_ok:.2f})",
-                              seed=sample_seed, temperature=sampling.temperature)
-                    for c in dropped
-                ]  # fmt: skip
+                ask.rejected += Rejection.dropped(dropped, sample_seed, sampling.temperature)
             reason = guards.check(ask.job.prompt, text, ask.limit, " ".join(ask.details))
             if reason is None and len(text.split()) <= len(ask.prefix.split()):
                 reason = "adds nothing to the prompt" + (" that the verifier passed" if self.verifier else "")
