@@ -28,7 +28,10 @@ ROWS = [(s, f"{s.capitalize()} {LONG}.", f"{s.capitalize()} {SHORT}", {"temporal
         for s in SUBJECTS]  # fmt: skip
 DOG = "a dog running on the beach"
 RAPO_ANSWER = "A brown dog races along the shoreline, waves breaking behind it as the camera tracks low beside it."
-SETTINGS = Stage1Settings(max_modifiers=1, threshold=0.3, both_branches=True, target="short")
+# Both branches as written: the discriminator's choice is the point here, not the verifier's or the facets'
+SETTINGS = Stage1Settings(
+    max_modifiers=1, threshold=0.3, both_branches=True, target="short", verify=False, facets=False
+)
 
 
 def write_round0(run_dir, rows, target="short"):

@@ -92,12 +92,13 @@ def test_lora_adapter_selected_by_name_changes_the_output(vllm_spec, vllm_lora, 
     assert tuned_llm.adapter_id == vllm_lora
 
     # With an adapter, Stage 1 is the distilled rewriter: the server continues the forced answer start (vLLM's
-    # continue_final_message), so every candidate and every rejected answer starts with the user's prompt.
+    # continue_final_message), so every candidate and every answer the guards refused starts with the user's prompt.
     proc = rapo("refine", "--llm", vllm_spec, "--adapter", vllm_lora, "--graph", str(graph), "--json", "a red car")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["models"]["adapter"] == vllm_lora and result["models"]["templates"] == ["distill_rewrite@2"]
-    texts = [c["text"] for c in result["candidates"]] + [r["text"] for r in result["rejected"]]
+    answers = [r["text"] for r in result["rejected"] if r["step"] != "verify"]  # not the verifier's single sentences
+    texts = [c["text"] for c in result["candidates"]] + answers
     assert all(t.lower().startswith("a red car") for t in texts)
 
 
