@@ -269,8 +269,9 @@ def judge(args: argparse.Namespace) -> None:
         messages = rubric.messages(item=item.model_dump_json())
         for attempt in range(args.attempts):
             reply = client.chat.completions.create(
-                model=model, messages=messages, temperature=0, seed=attempt, response_format={"type": "json_object"}
-            )
+                model=model, messages=messages, temperature=0, seed=attempt, max_tokens=args.max_tokens,
+                response_format={"type": "json_object"},
+            )  # fmt: skip
             try:
                 verdict = Verdict.model_validate_json(reply.choices[0].message.content or "")
             except ValidationError as error:
@@ -408,7 +409,8 @@ def main() -> None:
     p.add_argument("--sheet", type=Path, required=True)
     p.add_argument("--judge", required=True, help="openai:URL#MODEL")
     p.add_argument("--out", type=Path, default=None)
-    p.add_argument("--attempts", type=int, default=3)
+    p.add_argument("--attempts", type=int, default=3, help="Answers asked per item before it is left unjudged.")
+    p.add_argument("--max-tokens", type=int, default=2048, help="The longest answer asked for.")
     p.add_argument("--timeout", type=float, default=120.0)
     p.set_defaults(run=judge)
     p = sub.add_parser("score", help=score.__doc__)

@@ -2,11 +2,16 @@
 
 import argparse
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from bench.judge import UNCHANGED, Output, Verdict, read_verdicts, scores, sheet
 from rapo.finetune import benchmarks
+
+JUDGE = Path(__file__).resolve().parents[1] / "bench" / "judge.py"
 
 
 def verdict(item, flags, ranking):
@@ -87,3 +92,20 @@ def test_sheet_hides_the_systems_and_shares_letters_between_identical_texts(tmp_
         shares = any({UNCHANGED, "rapo"} <= set(systems) for systems in k["letters"].values())
         assert shares == (k["key"] in same_text)
         assert len(k["letters"]) == (2 if shares else 3)  # the prompt, rapo's rewrite unless the same, a reference
+
+
+@pytest.mark.vllm
+def test_judge_asks_a_served_model_and_keeps_only_verdicts_that_fit_the_schema(tmp_path, vllm_spec):
+    """SmolLM2 cannot write a valid verdict in 48 tokens: every item is asked `attempts` times and left unjudged."""
+    items = [{"item": n, "user_prompt": "a red car", "candidates": {"A": "a red car", "B": "A red car at night."}}
+             for n in (1, 2)]  # fmt: skip
+    sheet_file = tmp_path / "sheet.json"
+    sheet_file.write_text(json.dumps(items))
+    proc = subprocess.run(
+        [sys.executable, str(JUDGE), "judge", "--sheet", str(sheet_file), "--judge", vllm_spec, "--attempts", "2",
+         "--max-tokens", "48"], capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "0 of 2 items judged" in proc.stdout
+    assert json.loads((tmp_path / "verdicts-sheet.json").read_text()) == []
+    assert proc.stderr.count("attempt") == 4  # two answers per item, each refused with its schema error
