@@ -64,9 +64,9 @@ class Stage1Settings(BaseModel):
     )
     verify: bool = Field(
         True,
-        description="Check every sentence the distilled rewriter adds against the prompt and drop those the verifier "
-        "(`tools/verifier.py`) does not pass; an answer left with nothing added is asked again, and when none "
-        "survives the result is the prompt unchanged.",
+        description="Check every sentence Stage 1 adds against the prompt (the distilled rewriter's answers; the plain "
+        "model's after their first sentence) and drop those the verifier (`tools/verifier.py`) does not pass; a "
+        "distilled answer left with nothing added is asked again, and when none survives the result is the prompt.",
     )
     added_words: int = Field(
         40,
